@@ -1,0 +1,5 @@
+"""`python -m cosmobench` runs the CLI."""
+
+from cosmobench.cli import main
+
+main()

@@ -1,0 +1,3 @@
+"""CLI commands: train (being written)."""
+
+from cosmobench.cli.app import app  # noqa: F401

@@ -1,0 +1,80 @@
+"""Safe file I/O: atomic writes and checkpoints that load as data, never code.
+
+A file is written to a temporary sibling and renamed into place (``os.replace`` is atomic on
+POSIX), so a killed job never leaves a half-written file under the final name. Checkpoints
+are loaded with ``torch.load(weights_only=True)``; a truncated or foreign file becomes a
+one-line :class:`~cosmobench.errors.CosmobenchError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from cosmobench.errors import CosmobenchError
+
+__all__ = ["atomic_write", "write_json", "read_json", "save_checkpoint", "load_checkpoint"]
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(fileobj)`` on a temporary file, fsync it, and rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    data = (json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n").encode()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Read JSON, turning a missing or corrupt file into a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CosmobenchError(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CosmobenchError(f"{what} {path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically ``torch.save`` a dict of tensors and plain Python data."""
+    import torch
+
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; corrupt or foreign files raise one line."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CosmobenchError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CosmobenchError(
+            f"checkpoint {path} is truncated, corrupt or not a cosmobench checkpoint ({first[:160]})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CosmobenchError(f"checkpoint {path} does not hold a cosmobench state dict")
+    return state
