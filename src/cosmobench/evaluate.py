@@ -1,0 +1,483 @@
+r"""Shape science checks (DESIGN §5): how accurate and how calibrated the shape posteriors are.
+
+On a test set never seen in training, for the predictive normal
+:math:`\mathcal N(\mu, \Sigma)` of a shape network (for the BNN a mixture over S weight
+samples, moment-matched: :meth:`cosmobench.models.ShapeNet.predict`):
+
+* **accuracy**: RMSE and mean residual of each target;
+* **shear-style bias**: :math:`m, c` from the least-squares line
+  :math:`e_\mathrm{pred} = (1 + m)\, e_\mathrm{true} + c` per ellipticity component, with
+  their standard errors (the multiplicative/additive bias of weak-lensing calibration,
+  Heymans et al. 2006, MNRAS 368, 1323);
+* **pulls** :math:`(\mu - y)/\sigma`: mean 0 and spread 1 when calibrated;
+* **coverage** of the 68.27 % and 95.45 % credible regions: the fraction of galaxies whose
+  Mahalanobis distance :math:`d^2 = (y-\mu)^\top\Sigma^{-1}(y-\mu)` lies below the
+  :math:`\chi^2_T` quantile (jointly over the T targets, over (e1, e2), and per component);
+  the calibration curve is the same at every nominal level;
+* all of it overall and in quantile bins of the r-band SNR, next to the same accuracy and
+  bias figures for the classical KSB and REGAUSS measurements of the same galaxies (their
+  failures, NaN in the store, are counted and left out);
+* for the BNN, the mean epistemic and aleatoric spreads.
+
+:func:`evaluate_shape` computes a :class:`ShapeMetrics`; :func:`write_shape_report` writes
+``metrics.json`` and the PNG figures (:mod:`cosmobench.evaluate_figures`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cosmobench.errors import CosmobenchError, check_positive
+
+__all__ = [
+    "BASELINES",
+    "LEVELS",
+    "ShapeMetrics",
+    "chi2_cdf",
+    "chi2_quantile",
+    "estimator_stats",
+    "evaluate_shape",
+    "fit_bias",
+    "shape_stats",
+    "write_shape_report",
+]
+
+#: Nominal probabilities of the 1σ and 2σ regions of a normal: erf(1/√2), erf(2/√2).
+LEVELS = {"68": math.erf(1 / math.sqrt(2)), "95": math.erf(2 / math.sqrt(2))}
+#: Classical estimators stored by the simulator, as (e1 column, e2 column).
+BASELINES = {"ksb": ("ksb_e1", "ksb_e2"), "regauss": ("regauss_e1", "regauss_e2")}
+#: Weight samples of a BNN prediction unless told otherwise.
+DEFAULT_BNN_SAMPLES = 30
+#: Nominal levels of the calibration curve.
+CURVE_LEVELS = tuple(np.round(np.linspace(0.02, 0.98, 49), 4))
+_TARGET_COLUMNS = {"e1": "e1", "e2": "e2", "z": "redshift"}
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def chi2_cdf(x: np.ndarray, dof: int) -> np.ndarray:
+    """CDF of the χ² distribution with ``dof`` degrees of freedom (regularised gamma)."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float64)).clamp_min(0.0)
+    return torch.special.gammainc(torch.tensor(dof / 2.0, dtype=torch.float64), t / 2.0).numpy()
+
+
+def chi2_quantile(p: float | np.ndarray, dof: int) -> np.ndarray:
+    """Quantile of χ²_dof at probability ``p`` (bisection on :func:`chi2_cdf`, ~1e-12).
+
+    Example:
+        >>> round(float(chi2_quantile(LEVELS["68"], 2)), 4)
+        2.2957
+    """
+    p = np.asarray(p, dtype=np.float64)
+    lo, hi = np.zeros_like(p), np.full_like(p, dof + 40.0 * math.sqrt(2 * dof) + 100.0)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        below = chi2_cdf(mid, dof) < p
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def fit_bias(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Least-squares ``pred = (1 + m) true + c`` with standard errors (NaN if < 3 points)."""
+    true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
+    n = true.size
+    sxx = float(((true - true.mean()) ** 2).sum()) if n else 0.0
+    if n < 3 or sxx == 0.0:
+        return {"m": math.nan, "m_err": math.nan, "c": math.nan, "c_err": math.nan}
+    slope = float(((true - true.mean()) * (pred - pred.mean())).sum()) / sxx
+    c = float(pred.mean() - slope * true.mean())
+    s2 = float(((pred - slope * true - c) ** 2).sum()) / (n - 2)
+    return {
+        "m": slope - 1.0,
+        "m_err": math.sqrt(s2 / sxx),
+        "c": c,
+        "c_err": math.sqrt(s2 * (1.0 / n + true.mean() ** 2 / sxx)),
+    }
+
+
+def _mahalanobis2(resid: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """``(N,)`` rᵀ Σ⁻¹ r for residuals ``(N, T)`` and covariances ``(N, T, T)``."""
+    if len(resid) == 0:
+        return np.zeros(0)
+    sol = np.linalg.solve(cov, resid[..., None])[..., 0]
+    return (resid * sol).sum(-1)
+
+
+def _coverage(d2: np.ndarray, dof: int) -> dict[str, float]:
+    return {
+        f"coverage_{k}": float(np.mean(d2 <= chi2_quantile(p, dof))) if d2.size else math.nan
+        for k, p in LEVELS.items()
+    }
+
+
+def shape_stats(
+    truth: np.ndarray,
+    mean: np.ndarray,
+    cov: np.ndarray,
+    targets: tuple[str, ...],
+    *,
+    aleatoric: np.ndarray | None = None,
+    epistemic: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Accuracy, bias, pulls and coverage of predictive normals against the truth.
+
+    Arguments:
+        truth: ``(N, T)`` true values.
+        mean: ``(N, T)`` predictive means.
+        cov: ``(N, T, T)`` predictive covariances.
+        targets: the T target names (``e1``/``e2`` also get m and c).
+        aleatoric: optional ``(N, T, T)`` aleatoric part (BNN), reported as a mean spread.
+        epistemic: optional ``(N, T, T)`` epistemic part (BNN).
+
+    Returns:
+        ``{"n", <target>: {...}, "joint": {...}, "joint_e": {...}}`` (``joint_e`` = the (e1, e2)
+        marginal, when both are targets and there are more).
+    """
+    n = len(truth)
+    out: dict[str, Any] = {"n": int(n)}
+    resid = mean - truth
+    var = np.diagonal(cov, axis1=-2, axis2=-1)
+    std = np.sqrt(var)
+    pull = resid / std
+    for i, t in enumerate(targets):
+        d: dict[str, Any] = {
+            "rmse": float(np.sqrt(np.mean(resid[:, i] ** 2))) if n else math.nan,
+            "bias": float(resid[:, i].mean()) if n else math.nan,
+            "pull_mean": float(pull[:, i].mean()) if n else math.nan,
+            "pull_std": float(pull[:, i].std(ddof=1)) if n > 1 else math.nan,
+            "sigma_mean": float(std[:, i].mean()) if n else math.nan,
+            **_coverage(pull[:, i] ** 2, 1),
+        }
+        if t in ("e1", "e2"):
+            d.update(fit_bias(truth[:, i], mean[:, i]))
+        for name, part in (("sigma_aleatoric", aleatoric), ("sigma_epistemic", epistemic)):
+            if part is not None:
+                d[name] = (
+                    float(np.sqrt(np.diagonal(part, axis1=-2, axis2=-1)[:, i]).mean())
+                    if n
+                    else math.nan
+                )
+        out[t] = d
+    out["joint"] = {"dof": len(targets), **_coverage(_mahalanobis2(resid, cov), len(targets))}
+    if "e1" in targets and "e2" in targets and len(targets) > 2:
+        k = [targets.index("e1"), targets.index("e2")]
+        sub = cov[:, k][:, :, k]
+        out["joint_e"] = {"dof": 2, **_coverage(_mahalanobis2(resid[:, k], sub), 2)}
+    return out
+
+
+def estimator_stats(truth_e: np.ndarray, est_e: np.ndarray) -> dict[str, Any]:
+    """RMSE, bias, m and c of a classical estimator ``(N, 2)``; NaN rows count as failures."""
+    ok = np.isfinite(est_e).all(axis=1)
+    n = len(truth_e)
+    out: dict[str, Any] = {
+        "n": int(n),
+        "n_used": int(ok.sum()),
+        "failure_fraction": float(1.0 - ok.mean()) if n else math.nan,
+    }
+    for i, t in enumerate(("e1", "e2")):
+        r = est_e[ok, i] - truth_e[ok, i]
+        out[t] = {
+            "rmse": float(np.sqrt(np.mean(r**2))) if r.size else math.nan,
+            "bias": float(r.mean()) if r.size else math.nan,
+            **fit_bias(truth_e[ok, i], est_e[ok, i]),
+        }
+    return out
+
+
+def calibration_curve(
+    d2: np.ndarray, dof: int, levels: tuple[float, ...] = CURVE_LEVELS
+) -> list[float]:
+    """Empirical coverage at each nominal level: mean of F_χ²(d²) ≤ level."""
+    u = chi2_cdf(d2, dof)
+    return [float(np.mean(u <= p)) if u.size else math.nan for p in levels]
+
+
+# ------------------------------------------------------------------------------- container
+
+
+@dataclass
+class ShapeMetrics:
+    """Shape metrics of one network on one test set (:func:`evaluate_shape`).
+
+    Attributes:
+        kind: ``cnn`` or ``bnn``.
+        targets: the predicted quantities, in order.
+        samples: weight samples per prediction (1 for the CNN).
+        overall: :func:`shape_stats` over all evaluated galaxies.
+        by_snr: ``{"column", "edges", "bins": [{"snr_min", "snr_max", **shape_stats}]}``.
+        baselines: per classical estimator, ``{"overall": ..., "by_snr": [...]}``.
+        calibration: ``{"levels": [...], "joint": [...], "<target>": [...]}``.
+        n_excluded: galaxies left out for non-finite pixels or labels.
+        meta: where the model and data came from (free-form, JSON-friendly).
+        truth, mean, cov, aleatoric, epistemic, snr: per-galaxy arrays (for figures; not
+            written to JSON).
+    """
+
+    kind: str
+    targets: tuple[str, ...]
+    samples: int
+    overall: dict[str, Any]
+    by_snr: dict[str, Any]
+    baselines: dict[str, Any]
+    calibration: dict[str, Any]
+    n_excluded: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    truth: np.ndarray = field(default=None, repr=False)
+    mean: np.ndarray = field(default=None, repr=False)
+    cov: np.ndarray = field(default=None, repr=False)
+    aleatoric: np.ndarray = field(default=None, repr=False)
+    epistemic: np.ndarray = field(default=None, repr=False)
+    snr: np.ndarray | None = field(default=None, repr=False)
+    baseline_values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        n, t = len(self.truth), len(self.targets)
+        if self.mean.shape != (n, t) or self.truth.shape != (n, t):
+            raise ValueError(f"truth and mean must be ({n}, {t})")
+        for name in ("cov", "aleatoric", "epistemic"):
+            if getattr(self, name).shape != (n, t, t):
+                raise ValueError(f"{name} must be ({n}, {t}, {t})")
+
+    @property
+    def n(self) -> int:
+        """Number of galaxies evaluated."""
+        return len(self.truth)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (NaN → ``None``), the content of ``metrics.json``."""
+        out = {
+            "schema": "cosmobench.shape_metrics",
+            "schema_version": 1,
+            "kind": self.kind,
+            "targets": list(self.targets),
+            "n": self.n,
+            "n_excluded": self.n_excluded,
+            "samples": self.samples,
+            "levels": LEVELS,
+            "overall": self.overall,
+            "by_snr": self.by_snr,
+            "baselines": self.baselines,
+            "calibration": self.calibration,
+            "meta": self.meta,
+        }
+        return _clean(out)
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def _predict_all(
+    model: nn.Module, ds: Any, samples: int, batch_size: int, device: torch.device, progress: bool
+) -> tuple[np.ndarray, ...]:
+    """Predictions for every galaxy of ``ds`` (chunk by chunk), and a finite-pixel mask."""
+    from rich.progress import Progress
+
+    outs: dict[str, list[np.ndarray]] = {k: [] for k in ("mean", "cov", "aleatoric", "epistemic")}
+    finite: list[np.ndarray] = []
+    n_batches = sum(
+        -(-min(ds.chunk_size, ds.n - s) // batch_size) for s in range(0, ds.n, ds.chunk_size)
+    )
+    ctx = Progress(transient=True) if progress else contextlib.nullcontext()
+    with ctx as bar:
+        task = (
+            bar.add_task(f"predicting ({samples} sample(s))", total=n_batches) if progress else None
+        )
+        for _, chunk in ds.iter_chunks("noisy"):
+            chunk = np.asarray(chunk, dtype=np.float32)
+            ok = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+            finite.append(ok)
+            chunk = np.where(np.isfinite(chunk), chunk, 0.0).astype(np.float32)
+            for s in range(0, len(chunk), batch_size):
+                x = torch.from_numpy(chunk[s : s + batch_size]).to(device)
+                pred = model.predict(x, samples=samples)
+                for k in outs:
+                    outs[k].append(getattr(pred, k).detach().to("cpu", torch.float64).numpy())
+                if progress:
+                    bar.advance(task)
+    return (*(np.concatenate(outs[k]) for k in outs), np.concatenate(finite))
+
+
+def _snr_bins(snr: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile edges ``(k+1,)`` and the bin of each galaxy ``(N,)``."""
+    edges = np.quantile(snr, np.linspace(0.0, 1.0, k + 1))
+    return edges, np.clip(np.searchsorted(edges[1:-1], snr, side="right"), 0, k - 1)
+
+
+def evaluate_shape(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    samples: int | None = None,
+    batch_size: int = 256,
+    snr_bins: int = 4,
+    seed: int = 0,
+    progress: bool = False,
+) -> ShapeMetrics:
+    """Evaluate a trained shape network on a simulated test set.
+
+    Arguments:
+        model: a shape network whose ``predict(x, samples)`` takes images as stored (counts):
+            the model :func:`cosmobench.train.load_run` returns, or a bare ``ShapeNet``.
+        dataset: an opened store (``cosmobench.store.open_dataset``) or its path; it needs
+            ``noisy`` images and the target columns (``e1``, ``e2``, ``redshift`` for z).
+        samples: weight samples per BNN prediction (default 30; always 1 for the CNN).
+        batch_size: images per forward pass.
+        snr_bins: number of quantile bins of the r-band ``snr`` column.
+        seed: seeds the BNN weight noise (the global RNG state is restored afterwards).
+        progress: show a progress bar.
+
+    Returns:
+        The :class:`ShapeMetrics`.
+    """
+    check_positive("batch_size", batch_size)
+    check_positive("snr_bins", snr_bins)
+    if isinstance(dataset, str | Path):
+        from cosmobench.store import open_dataset
+
+        dataset = open_dataset(dataset)
+    ds = dataset
+    cfg = model.config
+    targets = tuple(cfg.targets)
+    bayesian = bool(getattr(cfg, "bayesian", False))
+    s = (DEFAULT_BNN_SAMPLES if samples is None else int(samples)) if bayesian else 1
+    check_positive("samples", s)
+    columns = [_TARGET_COLUMNS[t] for t in targets]
+    missing = [
+        f"{c} (target {t})" for t, c in zip(targets, columns, strict=True) if c not in ds.columns
+    ]
+    if missing:
+        raise CosmobenchError(
+            f"data set {ds.path} has no column {', '.join(missing)}; the network predicts "
+            f"{', '.join(targets)}; the data set has {', '.join(ds.columns)}"
+        )
+    if "noisy" not in getattr(ds, "image_names", ("noisy",)):
+        raise CosmobenchError(
+            f"data set {ds.path} has no noisy images to evaluate a shape network on"
+        )
+    if ds.n == 0:
+        raise CosmobenchError(f"data set {ds.path} is empty")
+    truth = np.stack([np.asarray(ds.column(c), dtype=np.float64) for c in columns], axis=1)
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    rng_devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=rng_devices), torch.no_grad():
+            torch.manual_seed(seed)
+            mean, cov, alea, epi, finite_px = _predict_all(
+                model, ds, s, batch_size, device, progress
+            )
+    finally:
+        model.train(was_training)
+
+    keep = finite_px & np.isfinite(truth).all(axis=1) & np.isfinite(mean).all(axis=1)
+    snr = None
+    if "snr" in ds.columns:
+        snr = np.asarray(ds.column("snr"), dtype=np.float64)
+        if snr.ndim == 2:
+            bands = tuple(getattr(ds, "bands", ()))
+            snr = snr[:, bands.index("r") if "r" in bands else 0]
+        keep &= np.isfinite(snr)
+    if not keep.any():
+        raise CosmobenchError(f"data set {ds.path} has no galaxy with finite pixels and labels")
+    sel = {k: v[keep] for k, v in dict(truth=truth, mean=mean, cov=cov, alea=alea, epi=epi).items()}
+    extra = {"aleatoric": sel["alea"], "epistemic": sel["epi"]} if bayesian else {}
+    overall = shape_stats(sel["truth"], sel["mean"], sel["cov"], targets, **extra)
+
+    baseline_values: dict[str, np.ndarray] = {}
+    truth_e = None
+    if all(c in ds.columns for c in ("e1", "e2")):
+        truth_e = np.stack([np.asarray(ds.column(c), np.float64) for c in ("e1", "e2")], 1)[keep]
+        for name, (c1, c2) in BASELINES.items():
+            if c1 in ds.columns and c2 in ds.columns:
+                est = np.stack([np.asarray(ds.column(c), np.float64) for c in (c1, c2)], 1)
+                baseline_values[name] = est[keep]
+    baselines = {
+        name: {"overall": estimator_stats(truth_e, v)} for name, v in baseline_values.items()
+    }
+
+    by_snr: dict[str, Any] = {"column": None, "edges": [], "bins": []}
+    if snr is not None:
+        snr = snr[keep]
+        k = max(1, min(int(snr_bins), len(snr)))
+        edges, idx = _snr_bins(snr, k)
+        by_snr = {"column": "snr (r band)", "edges": edges.tolist(), "bins": []}
+        for name in baselines:
+            baselines[name]["by_snr"] = []
+        for b in range(k):
+            m = idx == b
+            sub = {kk: v[m] for kk, v in sel.items()}
+            ex = {"aleatoric": sub["alea"], "epistemic": sub["epi"]} if bayesian else {}
+            stats = shape_stats(sub["truth"], sub["mean"], sub["cov"], targets, **ex)
+            by_snr["bins"].append(
+                {"snr_min": float(edges[b]), "snr_max": float(edges[b + 1]), **stats}
+            )
+            for name, v in baseline_values.items():
+                baselines[name]["by_snr"].append(estimator_stats(truth_e[m], v[m]))
+
+    resid = sel["mean"] - sel["truth"]
+    std = np.sqrt(np.diagonal(sel["cov"], axis1=-2, axis2=-1))
+    calibration = {
+        "levels": list(CURVE_LEVELS),
+        "joint": calibration_curve(_mahalanobis2(resid, sel["cov"]), len(targets)),
+        **{t: calibration_curve((resid[:, i] / std[:, i]) ** 2, 1) for i, t in enumerate(targets)},
+    }
+    return ShapeMetrics(
+        kind="bnn" if bayesian else "cnn",
+        targets=targets,
+        samples=s,
+        overall=overall,
+        by_snr=by_snr,
+        baselines=baselines,
+        calibration=calibration,
+        n_excluded=int((~keep).sum()),
+        meta={"data": str(ds.path)},
+        truth=sel["truth"],
+        mean=sel["mean"],
+        cov=sel["cov"],
+        aleatoric=sel["alea"],
+        epistemic=sel["epi"],
+        snr=snr,
+        baseline_values=baseline_values,
+    )
+
+
+def write_shape_report(
+    metrics: ShapeMetrics, out: str | Path, *, figures: bool = True
+) -> list[Path]:
+    """Write the PNG figures, then ``metrics.json`` (last, atomically: its presence means the
+    report is complete). Returns the paths written."""
+    from cosmobench.files import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if figures:
+        from cosmobench.evaluate_figures import write_shape_figures
+
+        paths += write_shape_figures(metrics, out)
+    paths.append(write_json(out / "metrics.json", metrics.to_dict()))
+    return paths

@@ -1,0 +1,178 @@
+r"""Variational (Bayesian) convolution and dense layers, written in-house.
+
+These reproduce TensorFlow Probability's ``Convolution2DReparameterization`` /
+``DenseReparameterization`` (and the ``...Flipout`` variants) as used by the Bayesian CNN of
+Arcelin (2021):
+
+* mean-field normal posterior on the kernel, :math:`q(w) = \mathcal N(\mu, \sigma^2)` with
+  :math:`\sigma = \mathrm{softplus}(\rho)`; a point-estimate (non-random) bias;
+* kernel mean initialised He-normal (Keras ``he_normal``: truncated normal, std
+  :math:`\sqrt{2/\mathrm{fan\_in}}`), :math:`\rho \sim \mathcal N(-9, 0.1)` so that the
+  posterior starts nearly deterministic (:math:`\sigma \approx 10^{-4}`); bias zero;
+* prior :math:`p(w) = \mathcal N(0, 1)`; the KL divergence in closed form,
+  :math:`\mathrm{KL}(q\Vert p) = \sum \log\frac{s_p}{\sigma} + \frac{\sigma^2 + \mu^2}{2 s_p^2}
+  - \frac12`;
+* one weight sample per forward pass with the reparameterisation trick
+  :math:`w = \mu + \sigma\varepsilon` (Kingma & Welling 2014; Blundell et al. 2015), or
+  Flipout (Wen et al. 2018, arXiv:1803.04386), which decorrelates the examples of a batch by
+  random sign flips: :math:`y = x \star \mu + ((x \circ s_\mathrm{in}) \star \Delta w) \circ
+  s_\mathrm{out}` with :math:`\Delta w = \sigma\varepsilon`.
+
+Why in-house: the PyTorch packages that offer such layers (bayesian-torch,
+torch-uncertainty) depend on torchvision, which breaks the CPU build of torch on the
+machines this project targets (DESIGN §7); the layers are ~150 lines and their KL is tested
+against ``torch.distributions.kl_divergence``.
+
+All noise is drawn with torch ops on the layer's device (``torch.randn_like``,
+``torch.rand``): no Python RNG, no host synchronisation, no data-dependent branching, so a
+whole training step (noise included) can be captured in a CUDA graph or ``torch.compile``'d.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cosmobench.models.layers import same_conv2d
+
+__all__ = ["VariationalConv2d", "VariationalLinear", "VariationalLayer", "normal_kl"]
+
+# Keras ``he_normal`` is a normal truncated at two standard deviations, rescaled by this
+# factor so that the truncated distribution keeps the target variance.
+_TRUNC_STD_CORRECTION = 0.87962566103423978
+
+
+def normal_kl(mu: Tensor, sigma: Tensor, prior_std: float = 1.0) -> Tensor:
+    """Sum over elements of KL(N(mu, sigma²) ‖ N(0, prior_std²)), in nats."""
+    return (
+        math.log(prior_std)
+        - sigma.log()
+        + (sigma.square() + mu.square()) / (2.0 * prior_std**2)
+        - 0.5
+    ).sum()
+
+
+def _rademacher(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """Random ±1 of ``shape`` on ``like``'s device and dtype (torch RNG only)."""
+    return (torch.rand(shape, device=like.device) < 0.5).to(like.dtype) * 2.0 - 1.0
+
+
+class VariationalLayer(nn.Module):
+    """Shared parts: the kernel posterior (``weight_mu``, ``weight_rho``), bias, KL, sampling.
+
+    Arguments:
+        weight_shape: Kernel shape (PyTorch layout).
+        fan_in: Fan-in for the He-normal initialisation of the kernel mean.
+        bias_size: Length of the point-estimate bias.
+        prior_std: Standard deviation of the N(0, prior_std²) prior.
+        rho_init: (mean, std) of the normal that initialises ρ.
+        flipout: Use Flipout instead of a single shared weight sample.
+    """
+
+    def __init__(
+        self,
+        weight_shape: tuple[int, ...],
+        fan_in: int,
+        bias_size: int,
+        *,
+        prior_std: float = 1.0,
+        rho_init: tuple[float, float] = (-9.0, 0.1),
+        flipout: bool = False,
+    ) -> None:
+        super().__init__()
+        self.prior_std = float(prior_std)
+        self.rho_init = (float(rho_init[0]), float(rho_init[1]))
+        self.flipout = bool(flipout)
+        self.fan_in = fan_in
+        self.weight_mu = nn.Parameter(torch.empty(weight_shape))
+        self.weight_rho = nn.Parameter(torch.empty(weight_shape))
+        self.bias = nn.Parameter(torch.zeros(bias_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal kernel mean, ρ ~ N(rho_init), zero bias (DESIGN §3)."""
+        std = math.sqrt(2.0 / self.fan_in) / _TRUNC_STD_CORRECTION
+        nn.init.trunc_normal_(self.weight_mu, 0.0, std, -2.0 * std, 2.0 * std)
+        nn.init.normal_(self.weight_rho, *self.rho_init)
+        nn.init.zeros_(self.bias)
+
+    @property
+    def weight_sigma(self) -> Tensor:
+        """Posterior standard deviation softplus(ρ), same shape as the kernel."""
+        return F.softplus(self.weight_rho)
+
+    def kl(self) -> Tensor:
+        """KL(q(w) ‖ p(w)) summed over the kernel (the bias is a point estimate)."""
+        return normal_kl(self.weight_mu, self.weight_sigma, self.prior_std)
+
+    def sample_weight(self) -> Tensor:
+        """One kernel sample μ + σ ε (reparameterised, differentiable in μ and ρ)."""
+        return self.weight_mu + self.weight_sigma * torch.randn_like(self.weight_mu)
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.flipout:
+            return self._op(x, self.sample_weight(), self.bias)
+        delta = self.weight_sigma * torch.randn_like(self.weight_mu)  # ΔW = w − μ
+        mean = self._op(x, self.weight_mu, self.bias)
+        s_in = _rademacher((x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2), x)  # (B, C_in, 1, 1)
+        s_out = _rademacher((mean.shape[0], mean.shape[1]) + (1,) * (mean.dim() - 2), mean)
+        return mean + self._op(x * s_in, delta, None) * s_out
+
+    def extra_repr(self) -> str:
+        mode = "flipout" if self.flipout else "reparameterization"
+        return f"{mode}, prior=N(0, {self.prior_std:g}²), rho_init=N{self.rho_init}"
+
+
+class VariationalConv2d(VariationalLayer):
+    """Bayesian ``Conv2D(padding='same')`` (TFP ``Convolution2DReparameterization``/``Flipout``).
+
+    Arguments:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: Stride, with TensorFlow's 'same' padding.
+        **kwargs: ``prior_std``, ``rho_init``, ``flipout`` (see :class:`VariationalLayer`).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, **kwargs
+    ) -> None:
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = kernel_size, stride
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        super().__init__(shape, in_channels * kernel_size**2, out_channels, **kwargs)
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return same_conv2d(x, weight, bias, self.stride)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, " + super().extra_repr()
+        )
+
+
+class VariationalLinear(VariationalLayer):
+    """Bayesian ``Dense`` (TFP ``DenseReparameterization``/``DenseFlipout``).
+
+    Arguments:
+        in_features: Input features.
+        out_features: Output features.
+        **kwargs: ``prior_std``, ``rho_init``, ``flipout`` (see :class:`VariationalLayer`).
+    """
+
+    def __init__(self, in_features: int, out_features: int, **kwargs) -> None:
+        self.in_features, self.out_features = in_features, out_features
+        super().__init__((out_features, in_features), in_features, out_features, **kwargs)
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, " + super().extra_repr()
