@@ -32,3 +32,33 @@ def device(request: pytest.FixtureRequest) -> str:
 def cosmos_dir() -> Path:
     """GalSim's 23.5 example COSMOS catalog, carried as a fixture."""
     return FIXTURES / "cosmos"
+
+
+# --- Simulated data sets (simulator engineer) -------------------------------------------------
+# `tiny_dataset`: a path to a complete store of 128 builtin galaxies (seed 1234, two chunks of
+# 64), made once per test session. `tiny_dataset_factory(n, seed, **overrides)`: the same for
+# other settings (any SimConfig field), cached per session by its arguments.
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_factory(tmp_path_factory: pytest.TempPathFactory):
+    """Make (once per session and per arguments) a small simulated store; returns its path."""
+    from cosmobench.sim import SimConfig, simulate
+
+    made: dict[str, Path] = {}
+
+    def make(n: int = 128, seed: int = 1234, **overrides) -> Path:
+        cfg = SimConfig(n=n, seed=seed, **{"chunk_size": 64, **overrides})
+        key = repr(sorted(cfg.to_dict().items()))
+        if key not in made:
+            out = tmp_path_factory.mktemp("sim") / "tiny.zarr"
+            made[key] = simulate(cfg, out, workers=1, progress=False)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_dataset_factory) -> Path:
+    """A complete store of 128 builtin galaxies, seed 1234 (``cosmobench.store.open_dataset``)."""
+    return tiny_dataset_factory(128, 1234)

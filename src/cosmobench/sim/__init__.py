@@ -1,0 +1,14 @@
+"""The LSST-like galaxy image simulator (DESIGN §2): population → PSF → pixels → store.
+
+``simulate(SimConfig(...), "data.zarr", workers=2)`` writes a data set readable with
+:func:`cosmobench.store.open_dataset`. Modules: :mod:`~cosmobench.sim.config` (settings,
+presets), :mod:`~cosmobench.sim.population` (builtin and COSMOS galaxies),
+:mod:`~cosmobench.sim.psf`, :mod:`~cosmobench.sim.render` (drawing, noise, SNR),
+:mod:`~cosmobench.sim.measure` (HSM KSB / REGAUSS), :mod:`~cosmobench.sim.run` (workers,
+Dask, resume).
+"""
+
+from cosmobench.sim.config import PRESETS, SimConfig
+from cosmobench.sim.run import COLUMNS, Simulator, simulate
+
+__all__ = ["SimConfig", "PRESETS", "Simulator", "COLUMNS", "simulate"]

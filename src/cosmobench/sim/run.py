@@ -1,0 +1,335 @@
+"""Running a simulation: the per-galaxy pipeline, chunks, worker processes and Dask.
+
+Galaxy *i* of a data set with seed *s* is a pure function of ``(config, i)``: its random
+streams are children of ``numpy.random.SeedSequence(s, spawn_key=(i,))`` — exactly the
+*i*-th child of ``SeedSequence(s).spawn(n)`` — one per purpose (population, shear, PSF,
+noise). A ring partner (odd *i* with ``ring``) takes its population, shear and PSF streams
+from galaxy *i − 1* and is rotated by 90°; its noise is its own. Hence the worker count,
+the chunking and interruptions change nothing in the data.
+
+The work unit is a chunk of the store: a worker (a process of a pool, or a Dask task)
+simulates it, writes it and marks it done; ``simulate`` run again on the same output skips
+the chunks marked done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import multiprocessing as mp
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmobench.errors import CosmobenchError
+from cosmobench.sim.config import SimConfig
+from cosmobench.sim.measure import NAN2, ksb, regauss
+from cosmobench.sim.population import make_population
+from cosmobench.sim.psf import PSFModel
+from cosmobench.sim.render import add_poisson_noise, lensed_ellipticity, matched_filter_snr, render
+from cosmobench.store import create_or_resume, open_writer
+from cosmobench.survey import BANDS, exposure_time, lsst, mag_to_electrons, sky_per_pixel
+
+__all__ = ["COLUMNS", "IMAGE_NAMES", "Simulator", "galaxy_seed", "simulate"]
+
+IMAGE_NAMES = ("noiseless", "noisy")
+_F = "float32"
+#: The simulation columns: name -> (dtype, shape of one row). See docs/architecture.md.
+COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "index": ("int64", ()),
+    "seed": ("uint64", ()),
+    "e1": (_F, ()),
+    "e2": (_F, ()),
+    "e1_int": (_F, ()),
+    "e2_int": (_F, ()),
+    "g1": (_F, ()),
+    "g2": (_F, ()),
+    "redshift": (_F, ()),
+    "mag": (_F, (6,)),
+    "flux": (_F, (6,)),
+    "snr": (_F, (6,)),
+    "hlr": (_F, ()),
+    "bulge_frac": (_F, ()),
+    "psf_fwhm": (_F, (6,)),
+    "ksb_e1": (_F, ()),
+    "ksb_e2": (_F, ()),
+    "regauss_e1": (_F, ()),
+    "regauss_e2": (_F, ()),
+    "rot90": ("bool", ()),
+    "sed_type": ("int8", ()),
+    "cosmos_index": ("int64", ()),
+}
+STREAM_POPULATION, STREAM_SHEAR, STREAM_PSF, STREAM_NOISE = range(4)
+R = BANDS.index("r")
+
+
+def galaxy_seed(seed: int, i: int) -> np.random.SeedSequence:
+    """Galaxy *i*'s seed sequence: the *i*-th child of ``SeedSequence(seed)``."""
+    return np.random.SeedSequence(seed, spawn_key=(i,))
+
+
+class Simulator:
+    """The per-galaxy pipeline of one :class:`SimConfig`: population → shear → PSF → pixels.
+
+    Example:
+        >>> sim = Simulator(SimConfig(n=4, seed=1))
+        >>> images, columns = sim.chunk(0, 4)
+        >>> images["noisy"].shape, columns["mag"].shape
+        ((4, 6, 64, 64), (4, 6))
+    """
+
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.constants = lsst(cfg.constants)
+        self.exposure = exposure_time(self.constants, years=cfg.years, visits=cfg.visits)  # (6,) s
+        self.sky = sky_per_pixel(self.constants, self.exposure, cfg.pixel_scale)  # (6,) e-/px
+        self.population = make_population(cfg.population, cfg.mag_limit)
+        self.psf = PSFModel(
+            cfg.psf, cfg.psf_fwhm, seeing_sigma=cfg.seeing_sigma, moffat_beta=cfg.moffat_beta
+        )
+
+    def rng(self, i: int, stream: int) -> np.random.Generator:
+        """Stream ``stream`` of galaxy ``i``: a child of :func:`galaxy_seed` ``(seed, i)``."""
+        return np.random.default_rng(np.random.SeedSequence(self.cfg.seed, spawn_key=(i, stream)))
+
+    def shear(self, parent: int) -> tuple[float, float]:
+        """The lensing shear of galaxy ``parent`` (and of its ring partner)."""
+        if self.cfg.shear_sigma <= 0:
+            return self.cfg.shear
+        rng = self.rng(parent, STREAM_SHEAR)
+        while True:
+            g1, g2 = self.cfg.shear_sigma * rng.standard_normal(2)
+            if g1 * g1 + g2 * g2 < 0.81:
+                return float(g1), float(g2)
+
+    def galaxy(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Images ``{"noiseless", "noisy"}`` (6, S, S) and the column values of galaxy ``i``."""
+        cfg = self.cfg
+        rot90 = cfg.ring and i % 2 == 1
+        parent = i - 1 if rot90 else i
+        gal = self.population.draw(self.rng(parent, STREAM_POPULATION))
+        if rot90:
+            gal = gal.rotated(90.0)
+        shear = self.shear(parent)
+        fwhm = self.psf.draw_fwhm(self.rng(parent, STREAM_PSF))
+        comp_flux = mag_to_electrons(
+            np.stack([c.mag for c in gal.components]), self.constants, self.exposure
+        )
+        noiseless = render(
+            gal,
+            comp_flux,
+            self.psf.profiles(fwhm),
+            shear,
+            stamp_size=cfg.stamp_size,
+            pixel_scale=cfg.pixel_scale,
+        )  # (6, S, S) e-
+        noisy = add_poisson_noise(noiseless, self.sky, self.rng(i, STREAM_NOISE))
+        ksb_e, rg_e = NAN2, NAN2
+        if cfg.measure:
+            psf_img = self.psf.image(float(fwhm[R]), cfg.pixel_scale)
+            ksb_e = ksb(noiseless[R], psf_img, cfg.pixel_scale)
+            rg_e = regauss(noisy[R], psf_img, cfg.pixel_scale, float(self.sky[R]))
+        e1, e2 = lensed_ellipticity(gal.e_int, shear)
+        flux = comp_flux.sum(axis=0)
+        columns = {
+            "index": i,
+            "seed": galaxy_seed(cfg.seed, i).generate_state(1, np.uint64)[0],
+            "e1": e1, "e2": e2, "e1_int": gal.e_int[0], "e2_int": gal.e_int[1],
+            "g1": shear[0], "g2": shear[1],
+            "redshift": gal.redshift,
+            "mag": gal.mag, "flux": flux, "snr": matched_filter_snr(noiseless, self.sky),
+            "hlr": gal.hlr, "bulge_frac": gal.bulge_frac, "psf_fwhm": fwhm,
+            "ksb_e1": ksb_e[0], "ksb_e2": ksb_e[1], "regauss_e1": rg_e[0], "regauss_e2": rg_e[1],
+            "rot90": rot90, "sed_type": gal.sed_type, "cosmos_index": gal.cosmos_index,
+        }  # fmt: skip
+        return {"noiseless": noiseless, "noisy": noisy}, columns
+
+    def chunk(self, start: int, stop: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Galaxies ``start..stop-1`` stacked: images (m, 6, S, S) and columns (m, ...)."""
+        rows = [self.galaxy(i) for i in range(start, stop)]
+        images = {k: np.stack([r[0][k] for r in rows]) for k in IMAGE_NAMES}
+        columns = {
+            k: np.asarray([r[1][k] for r in rows], dtype=dt) for k, (dt, _) in COLUMNS.items()
+        }
+        return images, columns
+
+
+# One simulator and writer per worker process, built on its first chunk.
+_WORKER: dict[str, tuple[Simulator, Any]] = {}
+
+
+def _simulate_chunk(out: str, cfg_json: str, k: int) -> int:
+    """Worker entry point: simulate chunk ``k``, write it, mark it done; return its rows."""
+    key = f"{out}\0{cfg_json}"
+    if key not in _WORKER:
+        _WORKER.clear()
+        _WORKER[key] = (Simulator(SimConfig.from_dict(json.loads(cfg_json))), open_writer(out))
+    sim, writer = _WORKER[key]
+    start, stop = writer.chunk_range(k)
+    images, columns = sim.chunk(start, stop)
+    writer.write_chunk(k, images, columns)
+    return stop - start
+
+
+def simulate(
+    cfg: SimConfig,
+    out: str | Path,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Simulate ``cfg.n`` galaxies into the store ``out``, resuming it if it exists.
+
+    Arguments:
+        cfg: the simulation config (stored in the data set).
+        out: the store folder; an existing store with the same config is resumed, one with
+            another config is an error.
+        workers: worker processes (or Dask workers of a local cluster).
+        scheduler: ``None`` (processes on this machine), ``"local"`` (a local Dask cluster
+            of ``workers`` processes) or a Dask scheduler address (``tcp://host:8786``;
+            the workers must see ``out``).
+        progress: show a rich progress bar.
+
+    Returns:
+        The path of the complete store.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise CosmobenchError(f"workers must be an integer >= 1; got {workers!r}")
+    out = Path(out)
+    sim = Simulator(cfg)  # validates the population (e.g. the COSMOS folder) before writing
+    with _dask_client(scheduler, workers) as client:  # connect before writing anything
+        writer = create_or_resume(
+            out, cfg.n, cfg.chunk_size, "simulation", cfg.to_dict(), COLUMNS, IMAGE_NAMES,
+            bands=BANDS, pixel_scale=cfg.pixel_scale, stamp_size=cfg.stamp_size,
+        )  # fmt: skip
+        return _run(cfg, sim, writer, client, workers, out, progress)
+
+
+def _run(
+    cfg: SimConfig,
+    sim: Simulator,
+    writer: Any,
+    client: Any,
+    workers: int,
+    out: Path,
+    progress: bool,
+) -> Path:
+    pending = writer.pending_chunks()
+    done_rows = cfg.n - sum(writer.chunk_range(k)[1] - writer.chunk_range(k)[0] for k in pending)
+    cfg_json = json.dumps(cfg.to_dict())
+    with _progress(progress, cfg.n, done_rows, f"simulating {out.name}") as advance:
+        if client is not None:
+            futures = client.map(
+                _simulate_chunk,
+                [str(out)] * len(pending),
+                [cfg_json] * len(pending),
+                pending,
+                pure=False,
+            )
+            from dask.distributed import as_completed as dask_completed
+
+            for fut in dask_completed(futures):
+                advance(fut.result())
+        elif workers > 1 and len(pending) > 1:
+            _run_pool(workers, str(out.resolve()), cfg_json, pending, advance)
+        else:
+            for k in pending:
+                start, stop = writer.chunk_range(k)
+                writer.write_chunk(k, *sim.chunk(start, stop))
+                advance(stop - start)
+    return writer.finalize()
+
+
+def _run_pool(
+    workers: int, out: str, cfg_json: str, pending: list[int], advance: Callable[[int], None]
+) -> None:
+    # forkserver: children start from a clean single-threaded server, not from this process
+    # (which may hold zarr's I/O thread or torch's thread pools).
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["cosmobench.sim.run"])
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx)
+    try:
+        futures = [pool.submit(_simulate_chunk, out, cfg_json, k) for k in pending]
+        for fut in as_completed(futures):
+            advance(fut.result())
+    except BrokenProcessPool:
+        raise CosmobenchError(
+            "a simulation worker process died (out of memory, or killed); rerun the same "
+            "command to resume"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A Dask client: ``None`` without a scheduler, a local cluster for ``"local"``."""
+    if scheduler is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise CosmobenchError("--scheduler needs Dask: pip install 'cosmobench[dask]'") from None
+    with contextlib.ExitStack() as stack:
+        if scheduler == "local":
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.ERROR,
+                )
+            )  # fmt: skip
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="5s"))
+            except (OSError, TimeoutError, ValueError, TypeError) as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+                raise CosmobenchError(
+                    f"cannot reach the Dask scheduler {scheduler!r} ({first}); give 'local' or "
+                    "a running scheduler's address such as tcp://host:8786"
+                ) from None
+        yield client
+
+
+@contextlib.contextmanager
+def _progress(
+    enabled: bool, total: int, completed: int, label: str
+) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda rows: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("galaxies"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=total, completed=completed, rate="")
+
+        def advance(rows: int) -> None:
+            bar.advance(task, rows)
+            speed = bar.tasks[0].speed
+            bar.update(task, rate="" if speed is None or math.isnan(speed) else f"{speed:.0f}/s")
+
+        yield advance
