@@ -58,11 +58,13 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         err_console.print(f"[bold red]error:[/] {msg}{hint}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USER_ERROR)
-    except _click_exc.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except (_click_exc.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("[bold red]interrupted[/]; rerun the same command to resume")
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `cosmobench ... | head`
+        sys.exit(0)
     except MemoryError:
         err_console.print("[bold red]error:[/] out of memory; use a smaller --n or --batch-size")
         sys.exit(EXIT_USER_ERROR)
