@@ -54,7 +54,8 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CosmobenchError(f"{what} {path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        raise CosmobenchError(f"{what} {path} is not valid JSON ({reason})") from None
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -76,7 +77,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CosmobenchError(
-            f"checkpoint {path} is truncated, corrupt or not a cosmobench checkpoint ({first[:160]})"
+            f"checkpoint {path} is truncated, corrupt or not a cosmobench checkpoint "
+            f"({first[:160]})"
         ) from None
     if not isinstance(state, dict):
         raise CosmobenchError(f"checkpoint {path} does not hold a cosmobench state dict")

@@ -1,8 +1,7 @@
 """The ``cosmobench`` command line: one module per stage, all registered on one app."""
 
-from cosmobench.cli.app import app, main
-
 # Importing a stage module registers its commands on ``app``.
-from cosmobench.cli import simulate, train, evaluate, generate, bench, demo  # noqa: E402, F401, I001
+from cosmobench.cli import bench, demo, evaluate, generate, simulate, train  # noqa: F401
+from cosmobench.cli.app import app, main
 
 __all__ = ["app", "main"]
