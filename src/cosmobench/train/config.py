@@ -1,0 +1,93 @@
+"""The training configuration: one frozen dataclass, stored in every checkpoint and run.
+
+Defaults follow Arcelin (2021, arXiv:2106.02465): Adam with learning rate 1e-3 for every
+network. The rest are choices a science run needs and the paper leaves open (validation
+split, early stopping, precision); each default says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cosmobench.config import Config
+from cosmobench.errors import CosmobenchError, check_choice, check_positive
+
+__all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "RESUMABLE_CHANGES"]
+
+#: Numerical precisions of the training step: fp32, or bf16 autocast (weights stay fp32).
+PRECISIONS = ("fp32", "bf16")
+#: Input scalings for the shape networks (see :mod:`cosmobench.train.scaling`).
+SCALINGS = ("arcsinh", "none")
+#: Fields that may change when a run is resumed; any other change is refused.
+RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+    """How a network is trained (the model's own settings live in its model config).
+
+    Arguments:
+        data: path of the training store (``DATA.zarr``), as given.
+        epochs: passes over the training split.
+        batch_size: images per optimisation step *per process*; under ``torchrun`` with
+            W processes each step sees ``W * batch_size`` images.
+        lr: Adam learning rate (the paper's 1e-3).
+        seed: seeds the weights, the shuffle of every epoch and the BNN weight noise.
+        val_fraction: share of galaxies held out for validation, chosen by galaxy index
+            (the same galaxies for every model trained on a store).
+        precision: ``fp32`` or ``bf16`` (autocast of the forward pass and loss).
+        device: torch device; ``cuda`` under ``torchrun`` means ``cuda:LOCAL_RANK``.
+        patience: early stopping: stop after this many epochs without a better validation
+            loss (0 = train every epoch). The best-validation weights are kept either way.
+        drop_nonfinite: leave out galaxies with NaN/inf pixels or labels (they are counted
+            and reported) instead of refusing the data set.
+        input_scaling: shape networks only: ``arcsinh`` (per-band arcsinh at the noise level,
+            fitted on the training split, stored with the model) or ``none`` (raw counts
+            straight into the BatchNorm, as the paper did).
+        vae_run: flow only: the run folder of the VAE whose latent space the flow models.
+        compile: ``torch.compile`` the training step and the validation forward pass (the
+            same computation, fused: several times faster on CPUs, where the element-wise
+            PReLU dominates eager time); the last partial batch of an epoch is then left
+            out so every step has the same shape (a new shape would recompile).
+        time_limit: minutes of training this invocation may spend (0 = no limit): no epoch
+            starts that would end past it, judging by the epochs timed so far. The run stays
+            resumable; ``model.pt`` holds the best weights so far.
+        init_from: shape networks only: a finished ``cnn`` or ``bnn`` run (same targets and
+            architecture) whose weights start this one instead of the random initialisation;
+            a BNN's posterior means start at a CNN's weights, as in MOPED (Krishnan, Subedar
+            & Tickoo 2020, arXiv:1906.05323), and the input scaling is the source run's.
+    """
+
+    data: str = ""
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    val_fraction: float = 0.1
+    precision: str = "fp32"
+    device: str = "cpu"
+    patience: int = 0
+    drop_nonfinite: bool = False
+    input_scaling: str = "arcsinh"
+    vae_run: str = ""
+    compile: bool = False
+    time_limit: float = 0.0
+    init_from: str = ""
+
+    def __post_init__(self) -> None:
+        check_positive("epochs", self.epochs)
+        check_positive("batch size", self.batch_size)
+        check_positive("learning rate", self.lr)
+        check_positive("patience", self.patience, strict=False)
+        check_positive("time limit", self.time_limit, strict=False)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("input scaling", self.input_scaling, SCALINGS)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise CosmobenchError(
+                f"validation fraction must be in [0, 1); got {self.val_fraction!r}"
+            )
+        if self.patience and self.val_fraction == 0:
+            raise CosmobenchError("early stopping (patience > 0) needs a validation split "
+                                  "(val fraction > 0)")
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise CosmobenchError(f"seed must be an integer >= 0; got {self.seed!r}")

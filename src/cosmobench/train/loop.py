@@ -1,0 +1,383 @@
+"""The one training loop: epochs, progress, metrics, atomic checkpoints, resume, DDP.
+
+:func:`fit` trains any :class:`~cosmobench.train.tasks.Task` with the step of
+:func:`~cosmobench.train.step.make_train_step`. It is deterministic by construction: the
+weights are initialised from ``seed``; epoch ``e`` shuffles with a generator seeded by
+``(seed, e)`` and reseeds the global RNG (the BNN's weight noise) from
+``(seed, e, rank)``; so a run killed at any point and resumed from its last checkpoint ends
+bit-identical (on CPU) to one never interrupted. Every epoch ends with one atomic
+``checkpoint.pt`` and a rewritten ``metrics.jsonl``; ``model.pt`` (best-validation weights)
+is written when training ends. Under ``torchrun`` each rank trains on its shard of every
+epoch and rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cosmobench.errors import CosmobenchError
+from cosmobench.files import atomic_write, load_checkpoint, save_checkpoint, write_json
+from cosmobench.train.config import RESUMABLE_CHANGES, TrainConfig
+from cosmobench.train.data import (
+    TensorSplit,
+    check_batch_size,
+    derive_seed,
+    epoch_order,
+    iter_batches,
+)
+from cosmobench.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast,
+    init_distributed,
+    shutdown,
+    wrap_ddp,
+)
+from cosmobench.train.runs import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RUN_FORMAT,
+    RUN_VERSION,
+    run_kind,
+)
+from cosmobench.train.step import LossModule, autocast, make_optimizer, make_train_step, model_loss
+from cosmobench.train.support import EpochBar, get_rng, quiet_compiler, set_rng, split_id
+from cosmobench.train.tasks import Task
+
+__all__ = ["fit"]
+
+_INIT, _EPOCH, _VAL, _VAL0 = 0xC0FFEE, 0xB17, 0x7A1, 0x7A0  # stream tags of derive_seed
+
+
+def fit(
+    task: Task,
+    data: str | Path | None,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train ``task``'s model on ``data`` and write the run folder ``out``.
+
+    Arguments:
+        task: what is trained (:func:`cosmobench.train.make_task`).
+        data: the training store (overrides ``cfg.data`` when given).
+        cfg: the training configuration.
+        out: the run folder; it must not exist (or be empty) unless ``resume``.
+        resume: continue the run in ``out`` from its last checkpoint (training options
+            other than ``epochs``, ``patience``, ``device`` and ``time_limit`` must be
+            unchanged).
+        progress: show a progress bar with the running loss.
+
+    Returns:
+        The run folder, holding ``model.pt`` (on rank 0).
+    """
+    if data is not None:
+        cfg = cfg.replace(data=str(data))
+    if not cfg.data:
+        raise CosmobenchError("no training data given (--data DATA)")
+    info = init_distributed(cfg.device)
+    try:
+        return _Trainer(task, cfg, Path(out), info, progress=progress and info.is_main
+                        ).run(resume)
+    finally:
+        shutdown(info)
+
+
+class _Trainer:
+    def __init__(self, task: Task, cfg: TrainConfig, out: Path, info: DistInfo, *,
+                 progress: bool) -> None:
+        self.task, self.cfg, self.out, self.info = task, cfg, out, info
+        self.progress = progress
+        from rich.console import Console
+
+        self.console = Console(stderr=True, quiet=not info.is_main, soft_wrap=True)
+
+    # ----------------------------------------------------------------- the run folder
+    def _existing(self, resume: bool) -> dict[str, Any] | None:
+        """Check the run folder before anything is loaded or written; the checkpoint to
+        resume from, or ``None`` for a new run."""
+        out, kind = self.out, self.task.kind
+        if out.exists() and not out.is_dir():
+            raise CosmobenchError(f"--out {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()):
+            other = run_kind(out)
+            if other is None:
+                raise CosmobenchError(f"--out {out} exists, is not empty and holds no "
+                                      "cosmobench run; choose another --out")
+            if other != kind:
+                raise CosmobenchError(f"--out {out} holds a {other} run, not a {kind} run; "
+                                      "choose another --out")
+            started = (out / CHECKPOINT_FILE).exists() or (out / MODEL_FILE).exists()
+            if not started:  # config.json only: it stopped before its first epoch ended
+                return None
+            if not resume:
+                raise CosmobenchError(f"--out {out} already holds a {kind} run; pass --resume "
+                                      "to continue it or choose another --out")
+        elif resume:
+            raise CosmobenchError(f"nothing to resume: {out} holds no run; drop --resume to "
+                                  "start one")
+        if not resume:
+            return None
+        ckpt = load_checkpoint(out / CHECKPOINT_FILE)
+        if ckpt.get("format") != RUN_FORMAT or ckpt.get("kind") != kind:
+            raise CosmobenchError(f"{out / CHECKPOINT_FILE} is not a {kind} checkpoint")
+        self._check_same(ckpt)
+        return ckpt
+
+    def _check_same(self, ckpt: dict[str, Any]) -> None:
+        old, new = ckpt["train_config"], self.cfg.to_dict()
+        changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+        if ckpt["model_config"] != self.task.model_config.to_dict():
+            changed.append("model configuration")
+        if changed:
+            raise CosmobenchError(
+                f"cannot resume {self.out} with other settings ({', '.join(changed)} "
+                f"differ from the run's); only {', '.join(RESUMABLE_CHANGES)} may change"
+            )
+
+    # ----------------------------------------------------------------- main
+    def run(self, resume: bool) -> Path:
+        cfg, info, task = self.cfg, self.info, self.task
+        ckpt = self._existing(resume)
+        train, val = task.prepare(cfg, info, None if ckpt is None else ckpt["task_state"])
+        n_train = len(train)
+        check_batch_size(cfg.batch_size, n_train, info.world)
+        data_id = split_id(train, val)
+        if ckpt is not None and ckpt["data_id"] != data_id:
+            raise CosmobenchError(f"the data set {cfg.data} differs from the one {self.out} "
+                                  "was trained on; start a new run with another --out")
+        torch.manual_seed(derive_seed(cfg.seed, _INIT))
+        model = task.build_model().to(info.device)
+        opt = make_optimizer(model, cfg.lr)
+        self.state: dict[str, Any] = {
+            "epoch": 0, "history": [], "best_val": None, "best_epoch": 0,
+            "best_state_dict": None, "stopped": False,
+        }
+        if ckpt is None:
+            task.initialise(model)
+        else:
+            model.load_state_dict(ckpt["state_dict"])
+            opt.load_state_dict(ckpt["optimizer"])
+            set_rng(ckpt.get("rng"))
+            self.state.update({k: ckpt[k] for k in self.state})
+        ddp = wrap_ddp(LossModule(model, n_train), info)
+        step = make_train_step(ddp if info.distributed else model, opt, n_train=n_train,
+                               precision=cfg.precision)
+        self.val_loss = _val_loss_fn(model, n_train, cfg.precision, info.device.type)
+        if cfg.compile:
+            step = torch.compile(step, dynamic=False)
+            self.val_loss_compiled = torch.compile(self.val_loss, dynamic=False)
+        self._announce(n_train, len(val), ckpt)
+        record = self._record(n_train, len(val), data_id)
+        with quiet_compiler(cfg.compile):
+            if ckpt is None and len(val):  # the untrained network's validation loss: epoch 0
+                v0 = self._validate(model, val, n_train, 0, _VAL0)
+                self.state["history"].append({"epoch": 0, "train_loss": None, "val_loss": v0,
+                                              "best": False,
+                                              **_elbo_terms(model, n_train, v0)})
+            if info.is_main:
+                if ckpt is None:
+                    write_json(self.out / CONFIG_FILE, record)
+                self._write_metrics()
+            t_start, spent = time.monotonic(), []
+            for epoch in range(self.state["epoch"], cfg.epochs):
+                if self.state["stopped"] or self._out_of_time(t_start, spent):
+                    break
+                t0 = time.monotonic()
+                self._epoch(epoch, model, opt, step, train, val, n_train, record)
+                spent.append(time.monotonic() - t0)
+        barrier()
+        if info.is_main:
+            self._finish(model, val, record)
+        barrier()
+        return self.out
+
+    def _out_of_time(self, t_start: float, spent: list[float]) -> bool:
+        """Whether another epoch would end past ``time_limit`` (same decision on all ranks:
+        rank 0's clock is broadcast)."""
+        limit = self.cfg.time_limit * 60.0
+        if not limit or not spent:
+            return False
+        late = time.monotonic() - t_start + max(spent[-3:]) > limit
+        flag = torch.tensor(float(late), device=self.info.device)
+        broadcast(flag)
+        if bool(flag):
+            self.console.print(f"time limit of {self.cfg.time_limit:g} min reached after epoch "
+                               f"{self.state['epoch']}; resume with --resume to go on",
+                               highlight=False)
+        return bool(flag)
+
+    def _epoch(self, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, step: Any,
+               train: TensorSplit, val: TensorSplit, n_train: int, record: dict) -> None:
+        cfg, info = self.cfg, self.info
+        torch.manual_seed(derive_seed(cfg.seed, epoch, info.rank, _EPOCH))
+        order = epoch_order(n_train, cfg.seed, epoch, rank=info.rank, world=info.world)
+        batches = list(iter_batches(order, cfg.batch_size, drop_last=cfg.compile))
+        total = torch.zeros((), dtype=torch.float64, device=info.device)
+        count = torch.zeros((), dtype=torch.float64, device=info.device)
+        model.train()
+        t0 = time.perf_counter()
+        with EpochBar(self.progress, f"epoch {epoch + 1}/{cfg.epochs}", len(batches),
+                  self.console) as bar:
+            for idx in batches:
+                x, y = train.batch(idx, info.device)
+                loss = step(x, y)  # (), on the device: no host sync here
+                total += loss.double() * len(idx)
+                count += len(idx)
+                bar.advance(total, count)
+        all_reduce_sum(total)
+        all_reduce_sum(count)
+        train_loss = float(total / count)
+        seconds = time.perf_counter() - t0
+        val_loss = self._validate(model, val, n_train, epoch)
+        st = self.state
+        better = val_loss is not None and (st["best_val"] is None or val_loss < st["best_val"])
+        if val_loss is None or better:
+            st["best_val"], st["best_epoch"] = val_loss, epoch + 1
+            st["best_state_dict"] = {k: v.detach().to("cpu", copy=True)
+                                     for k, v in model.state_dict().items()}
+        if cfg.patience and epoch + 1 - st["best_epoch"] >= cfg.patience:
+            st["stopped"] = True
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+               "best": bool(val_loss is None or better), "seconds": round(seconds, 3),
+               "images_per_s": round(int(count) / seconds, 2), "lr": cfg.lr}
+        row.update(_elbo_terms(model, n_train, val_loss))
+        st["history"].append(row)
+        st["epoch"] = epoch + 1
+        if info.is_main:
+            self._checkpoint(model, opt, record)
+            self._write_metrics()
+        val_txt = "" if val_loss is None else f"  val {val_loss:.4f}"
+        stop_txt = (f"  (no better validation for {cfg.patience} epochs: stopping)"
+                    if st["stopped"] else "")
+        self.console.print(f"epoch {epoch + 1}/{cfg.epochs}  train {train_loss:.4f}{val_txt}"
+                           f"  {seconds:.1f} s{'  *best*' if better else ''}{stop_txt}",
+                           highlight=False)
+
+    @torch.no_grad()
+    def _validate(self, model: nn.Module, val: TensorSplit, n_train: int, epoch: int,
+                  tag: int = _VAL) -> float | None:
+        """Mean validation loss (the same loss as training, eval mode), over all ranks."""
+        cfg, info = self.cfg, self.info
+        if len(val) == 0:
+            return None
+        torch.manual_seed(derive_seed(cfg.seed, epoch, info.rank, tag))
+        model.eval()
+        total = torch.zeros((), dtype=torch.float64, device=info.device)
+        count = torch.zeros((), dtype=torch.float64, device=info.device)
+        mine = torch.arange(len(val))[info.rank::info.world]
+        for start in range(0, len(mine), cfg.batch_size):
+            idx = mine[start:start + cfg.batch_size]
+            x, y = val.batch(idx, info.device)
+            full = cfg.compile and len(idx) == cfg.batch_size  # one shape: one compilation
+            loss = (self.val_loss_compiled if full else self.val_loss)(x, y)
+            total += loss.double() * len(idx)
+            count += len(idx)
+        model.train()
+        all_reduce_sum(total)
+        all_reduce_sum(count)
+        return float(total / count)
+
+    # ----------------------------------------------------------------- writing
+    def _record(self, n_train: int, n_val: int, data_id: str) -> dict[str, Any]:
+        from cosmobench import __version__
+
+        return {
+            "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
+            "train_config": self.cfg.to_dict(),
+            "model_config": self.task.model_config.to_dict(),
+            "data": {"path": str(Path(self.cfg.data).resolve()), "n_train": n_train,
+                     "n_val": n_val, "id": data_id, **self.task.report},
+            "world_size": self.info.world,
+            "versions": {"cosmobench": __version__, "torch": torch.__version__},
+            "command": " ".join(sys.argv),
+        }
+
+    def _checkpoint(self, model: nn.Module, opt: torch.optim.Optimizer, record: dict) -> None:
+        state = dict(self.state)
+        state.update({
+            "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
+            "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+            "rng": get_rng(), "train_config": self.cfg.to_dict(),
+            "model_config": self.task.model_config.to_dict(),
+            "task_state": self.task.state(), "data_id": record["data"]["id"],
+        })
+        save_checkpoint(self.out / CHECKPOINT_FILE, state)
+
+    def _write_metrics(self) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in self.state["history"]).encode()
+        atomic_write(self.out / METRICS_FILE, lambda f: f.write(text))
+
+    def _finish(self, model: nn.Module, val: TensorSplit, record: dict) -> None:
+        from cosmobench.train.figures import loss_curve
+
+        st = self.state
+        weights = st["best_state_dict"] or model.state_dict()
+        final = {
+            "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
+            "model_config": self.task.model_config.to_dict(), "state_dict": weights,
+            "train_config": self.cfg.to_dict(), "epoch": st["best_epoch"],
+            "epochs_trained": st["epoch"], "val_loss": st["best_val"],
+            "data": record["data"], **self.task.state(),
+        }
+        save_checkpoint(self.out / MODEL_FILE, final)
+        if st["history"]:
+            loss_curve(st["history"], self.out / "loss.png", f"{self.task.kind} training")
+        # figures of the kept (best) weights
+        model.load_state_dict(weights)
+        self.task.finish(model, self.out, val)
+        which = "best validation" if st["best_val"] is not None else "last"
+        self.console.print(f"{self.task.kind} model ({which} weights, epoch "
+                           f"{st['best_epoch']}) written to {self.out / MODEL_FILE}",
+                           highlight=False)
+
+    def _announce(self, n_train: int, n_val: int, ckpt: dict | None) -> None:
+        cfg, info = self.cfg, self.info
+        procs = f" x {info.world} processes" if info.distributed else ""
+        start = f", resuming after epoch {self.state['epoch']}" if ckpt is not None else ""
+        if self.task.report.get("dropped_nonfinite"):
+            d = self.task.report["dropped_nonfinite"]
+            self.console.print(f"[yellow]left out {d['galaxies']} of {d['of']} galaxies with "
+                               "NaN or infinite values[/]")
+        self.console.print(
+            f"training {self.task.kind} on {n_train} galaxies ({n_val} for validation), "
+            f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {info.device}, "
+            f"{cfg.precision}{start}", highlight=False)
+        if cfg.compile:
+            self.console.print("compiling the training step (a minute or so, once) ...",
+                               highlight=False)
+
+
+@torch.no_grad()
+def _elbo_terms(model: nn.Module, n_train: int, val_loss: float | None) -> dict[str, float]:
+    """For a Bayesian network, the loss split into its ELBO terms: the KL divergence per
+    training example and the validation NLL (the loss minus that KL); ``{}`` otherwise."""
+    if not getattr(getattr(model, "config", None), "bayesian", False):
+        return {}
+    kl = float(model.kl()) / n_train
+    out = {"kl_per_example": kl}
+    if val_loss is not None:
+        out["val_nll"] = val_loss - kl
+    return out
+
+
+def _val_loss_fn(model: nn.Module, n_train: int, precision: str, device_type: str) -> Any:
+    """The validation loss of a batch: :func:`model_loss` under the training precision."""
+
+    def val_loss(x: Tensor, y: Tensor | None) -> Tensor:
+        with autocast(device_type, precision):
+            return model_loss(model, x, y, n_train)
+
+    return val_loss

@@ -1,0 +1,136 @@
+"""The one optimisation step every model trains with, and the benchmark times.
+
+:func:`make_train_step` returns ``step(x, y) -> loss``: ``zero_grad(set_to_none=True)``,
+forward and loss (under bf16 autocast when asked), backward, ``optimizer.step()``. It never
+reads a value back to the host (no ``.item()``), so the whole step can be wrapped in
+``torch.compile`` or captured in one CUDA graph (with ``make_optimizer(capturable=True)``).
+
+How a batch becomes a loss depends on the model (:func:`model_loss`): the shape networks
+minimise the ELBO ``NLL + KL / n_train`` (the KL is zero for the deterministic CNN); the VAE
+reconstructs noiseless from noisy normalised images; the flow maximises the likelihood of
+VAE latents (``step(z, None)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from cosmobench.errors import check_choice
+from cosmobench.train.config import PRECISIONS
+
+__all__ = ["make_optimizer", "make_train_step", "model_loss", "LossModule", "autocast"]
+
+TrainStep = Callable[[Tensor, Tensor | None], Tensor]
+
+
+def make_optimizer(
+    model: nn.Module, lr: float = 1e-3, *, capturable: bool = False
+) -> torch.optim.Adam:
+    """Adam (Kingma & Ba 2014, arXiv:1412.6980) with the paper's learning rate 1e-3.
+
+    Arguments:
+        model: the network whose parameters are optimised.
+        lr: learning rate.
+        capturable: keep Adam's step counter on the device so that ``optimizer.step()``
+            can be captured in a CUDA graph (needs the parameters on CUDA).
+    """
+    return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
+
+
+def model_loss(model: nn.Module, x: Tensor, y: Tensor | None, n_train: int) -> Tensor:
+    """The training loss of one batch for any cosmobench model.
+
+    Arguments:
+        model: any cosmobench model — ``ShapeNet`` (CNN or BNN), ``VAE``, ``LatentFlow``
+            all share the signature ``loss(x, y, n_train)`` — or a :class:`LossModule` /
+            ``DistributedDataParallel(LossModule)``, whose ``forward(x, y)`` is the loss.
+        x: inputs: images ``(B, 6, 64, 64)``, or latents ``(B, D)`` for the flow.
+        y: targets ``(B, T)`` for the shape networks, normalised noiseless images for the
+            VAE, ``None`` for the flow.
+        n_train: number of training examples; weights the BNN's KL term (the ELBO).
+
+    Returns:
+        A scalar tensor (mean over the batch).
+    """
+    if isinstance(model, LossModule | nn.parallel.DistributedDataParallel):
+        return model(x, y)
+    return model.loss(x, y, n_train)
+
+
+class LossModule(nn.Module):
+    """A model whose ``forward(x, y)`` is its training loss.
+
+    DistributedDataParallel synchronises gradients only for work done inside its
+    ``forward``; wrapping the loss in a module lets ``DDP(LossModule(model, n))`` average
+    the gradients of :func:`model_loss` across ranks.
+    """
+
+    def __init__(self, model: nn.Module, n_train: int) -> None:
+        super().__init__()
+        self.model = model
+        self.n_train = int(n_train)
+
+    def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """The loss of batch ``(x, y)``."""
+        return model_loss(self.model, x, y, self.n_train)
+
+
+def autocast(device_type: str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"``, a no-op context for fp32."""
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "bf16":
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _device_type(model: nn.Module) -> str:
+    for p in model.parameters():
+        return p.device.type
+    return "cpu"
+
+
+def make_train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    n_train: int,
+    precision: str = "fp32",
+) -> TrainStep:
+    """Build the exact optimisation step the trainer runs and the benchmark times.
+
+    Arguments:
+        model: a cosmobench model (see :func:`model_loss`), a :class:`LossModule`, or a
+            ``DistributedDataParallel`` wrapping a :class:`LossModule`.
+        optimizer: from :func:`make_optimizer`.
+        n_train: number of training examples (the ELBO's KL weight is ``1 / n_train``).
+        precision: ``fp32``, or ``bf16`` to autocast the forward pass and loss to bfloat16
+            (weights, gradients and the optimiser stay fp32).
+
+    Returns:
+        ``step(x, y) -> loss``: one step on batch ``(x, y)``; the loss is returned as a
+        detached device tensor, never synchronised with the host.
+
+    Example:
+        >>> net = torch.nn.Linear(3, 1)
+        >>> net.loss = lambda x, y, n: ((net(x) - y) ** 2).mean()
+        >>> step = make_train_step(net, make_optimizer(net), n_train=8)
+        >>> step(torch.ones(4, 3), torch.zeros(4, 1)).shape
+        torch.Size([])
+    """
+    check_choice("precision", precision, PRECISIONS)
+    ctx_type = _device_type(model)
+    n_train = int(n_train)
+
+    def step(x: Tensor, y: Tensor | None) -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(ctx_type, precision):
+            loss = model_loss(model, x, y, n_train)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step

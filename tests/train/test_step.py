@@ -1,0 +1,110 @@
+"""The shared training step: one exact Adam step for every model, fp32 and bf16."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from cosmobench.models import build_model
+from cosmobench.train import make_optimizer, make_train_step, model_loss
+from cosmobench.train.step import LossModule
+
+SMALL = {
+    "cnn": {"image_size": 16, "filters": [4, 8]},
+    "bnn": {"image_size": 16, "filters": [4, 8]},
+    "vae": {"image_size": 16, "filters": [4, 8], "hidden": 16, "latent": 4},
+    "flow": {"features": 4, "transforms": 2, "hidden": [16]},
+}
+
+
+def _batch(kind: str, device: str, b: int = 4):
+    g = torch.Generator().manual_seed(1)
+    if kind == "flow":
+        return torch.randn(b, 4, generator=g).to(device), None
+    x = torch.rand(b, 6, 16, 16, generator=g).to(device)
+    if kind == "vae":
+        return x, torch.rand(b, 6, 16, 16, generator=g).to(device)
+    return x, (0.3 * torch.randn(b, 3, generator=g)).to(device)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "bnn", "vae", "flow"])
+def test_step_is_one_adam_step_on_the_models_loss(kind, device):
+    torch.manual_seed(0)
+    model = build_model(kind, SMALL[kind]).to(device)
+    ref, start = copy.deepcopy(model), copy.deepcopy(model)
+    x, y = _batch(kind, device)
+    opt = make_optimizer(model, lr=1e-3)
+    step = make_train_step(model, opt, n_train=100)
+
+    torch.manual_seed(5)  # the same BNN / VAE noise for both
+    loss = step(x, y)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
+    torch.manual_seed(5)
+    ref_loss = ref.loss(x, y, 100)
+    ref_loss.backward()
+    ref_opt.step()
+
+    assert loss.shape == () and not loss.requires_grad and loss.device.type == x.device.type
+    assert torch.equal(loss, ref_loss.detach())
+    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    moved = [not torch.equal(p, q) for p, q in
+             zip(model.parameters(), start.parameters(), strict=True)]
+    assert all(moved)  # Adam's first step moves every parameter (by ~lr)
+    # a second step starts from cleared gradients (zero_grad(set_to_none=True))
+    step(x, y)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_bf16_autocasts_the_forward_but_keeps_fp32_weights():
+    torch.manual_seed(0)
+    model = build_model("cnn", SMALL["cnn"])
+    x, y = _batch("cnn", "cpu")
+    ref = copy.deepcopy(model)
+    lo = make_train_step(model, make_optimizer(model), n_train=10, precision="bf16")(x, y)
+    hi = make_train_step(ref, make_optimizer(ref), n_train=10, precision="fp32")(x, y)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert lo != hi  # computed in another precision ...
+    assert abs(float(lo) - float(hi)) < 0.05 * abs(float(hi)) + 0.05  # ... of the same loss
+
+
+def test_loss_module_is_the_models_loss():
+    torch.manual_seed(0)
+    model = build_model("flow", SMALL["flow"])
+    z, _ = _batch("flow", "cpu")
+    assert torch.equal(LossModule(model, 7)(z, None), model_loss(model, z, None, 7))
+
+
+def test_unknown_precision_is_refused():
+    from cosmobench.errors import CosmobenchError
+
+    model = build_model("flow", SMALL["flow"])
+    with pytest.raises(CosmobenchError, match="precision must be one of fp32, bf16"):
+        make_train_step(model, make_optimizer(model), n_train=1, precision="fp16")
+
+
+@pytest.mark.cuda
+def test_whole_step_captures_in_a_cuda_graph(device):
+    if not device.startswith("cuda"):
+        pytest.skip("needs --device cuda")
+    torch.manual_seed(0)
+    model = build_model("bnn", SMALL["bnn"]).to(device)
+    opt = make_optimizer(model, capturable=True)
+    step = make_train_step(model, opt, n_train=100)
+    x, y = _batch("bnn", device)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):  # warm up (Adam state, cuDNN plans) outside the graph
+        for _ in range(3):
+            step(x, y)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss = step(x, y)
+    before = [p.detach().clone() for p in model.parameters()]
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
