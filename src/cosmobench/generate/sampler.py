@@ -1,0 +1,250 @@
+"""Galaxy sampler: flow latent -> VAE decoder -> images in counts, fast at every n.
+
+Generation in Arcelin (2021) §2.3 samples latent vectors from a masked autoregressive flow and
+decodes them with the VAE's decoder; here the decoded images, normalised per band as
+``tanh(arcsinh(x / (I_b / 2.5)))``, are turned back into electrons with the VAE's
+:class:`~cosmobench.models.BandNormalizer` inverse.
+
+:class:`GalaxySampler` is what ``cosmobench generate`` and the benchmark's ``generate`` workload
+run. Its latent sampler is :class:`~cosmobench.generate.maf.FastMAF` (the same function as
+zuko's, without the per-pass overhead) unless ``fast=False``; the decoder runs in fp32 or
+under bf16 autocast, eagerly or through ``torch.compile``; on CUDA, ``cuda_graph=True``
+captures the whole sample — 256 autoregressive passes, the decoder and the un-normalisation —
+as one CUDA graph per batch size, so a sample costs one graph launch instead of thousands of
+kernel launches.
+
+Reproducibility: :func:`galaxy_seeds` gives galaxy *i* of a run with seed *s* its own seed
+(``numpy.random.SeedSequence(s, spawn_key=(i,))``, i.e. the *i*-th child of
+``SeedSequence(s).spawn``) and :func:`galaxy_noise` its own base noise from a
+``torch.Generator`` seeded with it, so a galaxy depends only on ``(s, i)`` — not on the batch,
+the chunk, the number of ranks or the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cosmobench.errors import CosmobenchError, check_choice, check_positive
+from cosmobench.generate.maf import FastMAF
+
+__all__ = ["GalaxySampler", "galaxy_seeds", "galaxy_noise", "PRECISIONS"]
+
+PRECISIONS = ("fp32", "bf16")
+# Largest float32 below 1: the decoder's sigmoid can round to exactly 1.0, whose inverse
+# normalisation (artanh) is infinite. Clamping the decoded value into [0, 1) is the
+# documented choice that keeps every pixel finite and non-negative.
+_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+
+
+def galaxy_seeds(seed: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Per-galaxy seeds (uint64): galaxy ``i`` gets ``SeedSequence(seed, spawn_key=(i,))``."""
+    return np.array(
+        [
+            np.random.SeedSequence(seed, spawn_key=(int(i),)).generate_state(1, np.uint64)[0]
+            for i in indices
+        ],
+        dtype=np.uint64,
+    )
+
+
+def galaxy_noise(seeds: np.ndarray, features: int) -> Tensor:
+    """Standard-normal base noise (n, features) on the CPU, row ``i`` drawn from ``seeds[i]``."""
+    out = torch.empty(len(seeds), features)
+    gen = torch.Generator()
+    for row, s in zip(out, seeds, strict=True):
+        gen.manual_seed(int(s))
+        torch.randn(features, generator=gen, out=row)
+    return out
+
+
+class GalaxySampler:
+    """Sample galaxy images in counts from a trained VAE decoder and latent flow.
+
+    Arguments:
+        vae: the VAE (anything with ``decode(z) -> (B, 6, H, W)`` in (0, 1)); put in eval mode
+            and moved to ``device``.
+        flow: a :class:`~cosmobench.models.LatentFlow` (its ``.flow`` is used) or a zuko MAF.
+        normalizer: the VAE's :class:`~cosmobench.models.BandNormalizer`; ``inverse`` maps the
+            decoded values back to electrons per pixel.
+        device: torch device for everything.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast of the decoder; the flow stays fp32).
+        cuda_graph: capture each batch's whole sample as a CUDA graph (CUDA only).
+        fast: use :class:`~cosmobench.generate.maf.FastMAF`; ``False`` runs zuko's own
+            ``transform.inv`` (the reference, and the baseline of the benchmark).
+        batch_size: largest batch sent through the networks at once; default 500 on the
+            CPU (memory), 2048 on accelerators (a larger batch feeds a GPU better).
+        compile: ``torch.compile`` the decoder and the inverse normalisation (one compile
+            per batch size, ~20 s each on a CPU; about 2x faster decoding there, where the
+            element-wise PReLUs are fused). Not with ``cuda_graph``.
+
+    Example:
+        >>> from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
+        >>> vae, flow = VAE(VAEConfig(latent=8)), LatentFlow(FlowConfig(features=8))
+        >>> sampler = GalaxySampler(vae, flow, BandNormalizer([1e3] * 6))
+        >>> images = sampler(4, seed=0)  # electrons, on the device
+        >>> tuple(images.shape), bool((images >= 0).all())
+        ((4, 6, 64, 64), True)
+    """
+
+    def __init__(
+        self,
+        vae: nn.Module,
+        flow: nn.Module,
+        normalizer: nn.Module,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        cuda_graph: bool = False,
+        fast: bool = True,
+        batch_size: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        check_choice("precision", precision, PRECISIONS)
+        self.device = torch.device(device)
+        if batch_size is None:
+            batch_size = 500 if self.device.type == "cpu" else 2048
+        check_positive("batch_size", batch_size)
+        if cuda_graph and self.device.type != "cuda":
+            raise CosmobenchError(
+                f"cuda_graph needs a CUDA device; got {self.device} (use cuda_graph=False)"
+            )
+        if cuda_graph and compile:
+            raise CosmobenchError("choose cuda_graph or compile, not both")
+        self.precision = precision
+        self.cuda_graph = cuda_graph
+        self.compiled = compile
+        self.batch_size = int(batch_size)
+        self.vae = vae.to(self.device).eval()
+        self.normalizer = normalizer.to(self.device).eval()
+        self.zflow = getattr(flow, "flow", flow).to(self.device).eval()
+        with torch.inference_mode():
+            self.features = int(self.zflow().base.event_shape[-1])
+        latent = getattr(getattr(vae, "config", None), "latent", None)
+        if latent is not None and int(latent) != self.features:
+            raise CosmobenchError(
+                f"the flow samples {self.features}-d latents but the VAE's latent size is "
+                f"{latent}: train the flow on this VAE (cosmobench train flow --vae RUN)"
+            )
+        self.maf = FastMAF(self.zflow, self.device) if fast else None
+        self._decode = torch.compile(self._decode_eager) if compile else self._decode_eager
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, object, Tensor]] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"GalaxySampler(latent={self.features}, device={self.device}, "
+            f"precision={self.precision}, fast={self.maf is not None}, "
+            f"cuda_graph={self.cuda_graph}, compile={self.compiled}, "
+            f"batch_size={self.batch_size})"
+        )
+
+    def __call__(self, n: int, seed: int | None = None) -> Tensor:
+        """``n`` images (n, 6, H, W) in electrons on the device.
+
+        With ``seed``, galaxy ``i`` is drawn from :func:`galaxy_seeds` ``(seed, i)`` and is the
+        same whatever the device or batch size; without, from torch's default generator.
+        """
+        if int(n) <= 0:
+            raise CosmobenchError(f"n must be > 0; got {n}")
+        return self.from_noise(self.noise(int(n), seed))
+
+    def noise(self, n: int, seed: int | None = None, start: int = 0) -> Tensor:
+        """Base noise (n, latent) for galaxies ``start .. start + n - 1`` on the device."""
+        if seed is None:
+            return torch.randn(n, self.features, device=self.device)
+        seeds = galaxy_seeds(seed, range(start, start + n))
+        return galaxy_noise(seeds, self.features).to(self.device)
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        """Images in electrons (B, 6, H, W) for base noise ``eps`` (B, latent), batched."""
+        return self.sample_noise(eps)[1]
+
+    def sample_noise(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """Latents (B, latent) and images in electrons (B, 6, H, W) for base noise ``eps``."""
+        eps = eps.to(self.device, torch.float32)
+        if eps.ndim != 2 or eps.shape[1] != self.features:
+            raise CosmobenchError(
+                f"base noise must have shape (n, {self.features}); got {tuple(eps.shape)}"
+            )
+        parts = [
+            self._batch(eps[i : i + self.batch_size])
+            for i in range(0, eps.shape[0], self.batch_size)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([z for z, _ in parts]), torch.cat([x for _, x in parts])
+
+    def latents(self, eps: Tensor) -> Tensor:
+        """Flow samples z (B, latent) for base noise ``eps`` (zuko's ``rsample`` for it)."""
+        with torch.inference_mode():
+            eps = eps.to(self.device, torch.float32)
+            if self.maf is not None:
+                return self.maf(eps)
+            dist = self.zflow()  # zuko's NormalizingFlow
+            return dist.transform.inv(dist.base.mean + dist.base.stddev * eps)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Decode latents (B, latent) to images in electrons (B, 6, H, W), finite and >= 0."""
+        with torch.inference_mode():
+            return self._decode(z.to(self.device, torch.float32))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            # No cast cache: each weight is cast once per sample anyway, and cached casts made
+            # during a CUDA-graph capture would be freed when the context exits.
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
+
+    def _decode_eager(self, z: Tensor) -> Tensor:
+        logits = getattr(self.vae, "decode_logits", None)
+        with self._autocast():
+            y = self.vae.decode(z) if logits is None else logits(z)  # (B, 6, H, W)
+        # The sigmoid runs in fp32 even under bf16 autocast: bf16 has 8 bits of mantissa, and
+        # near 1 (bright pixels) the inverse normalisation magnifies that rounding ~1000×.
+        y = y.float() if logits is None else torch.sigmoid(y.float())
+        y = y.clamp_(0.0, _BELOW_ONE)
+        return self.normalizer.inverse(y).clamp_(min=0.0)  # electrons per pixel
+
+    def _batch(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.inference_mode():
+            if not self.cuda_graph:
+                z = self.latents(eps)
+                return z, self._decode(z)
+            graph, buf, out = self._graph(eps.shape[0])
+            buf.nat.copy_(eps)
+            graph.replay()
+            # The graph's buffers are overwritten by the next replay: hand out copies.
+            return buf.nat.clone(), out.clone()
+
+    def _graph(self, batch: int) -> tuple[torch.cuda.CUDAGraph, object, Tensor]:
+        """The captured whole sample (flow inverse, decoder, inverse normalisation)."""
+        if batch in self._graphs:
+            return self._graphs[batch]
+        if len(self._graphs) >= 4:  # a few batch sizes (full batches and one remainder)
+            self._graphs.pop(next(iter(self._graphs)))
+        if self.maf is None:
+            raise CosmobenchError("cuda_graph needs the fast sampler (fast=True)")
+        buf = self.maf.workspace(batch)
+
+        def sample() -> Tensor:
+            torch.addcmul(self.maf.loc, self.maf.scale, buf.nat, out=buf.nat)  # base sample
+            return self._decode(self.maf.run(buf))  # leaves the latents in buf.nat
+
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):  # warm-up outside the graph (cuDNN, allocator)
+            for _ in range(2):
+                buf.nat.normal_()
+                sample()
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = sample()
+        self._graphs[batch] = (graph, buf, out)
+        return self._graphs[batch]

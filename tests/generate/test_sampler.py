@@ -1,0 +1,137 @@
+"""GalaxySampler: flow -> decoder -> counts; reproducible per galaxy; finite, non-negative."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tests.generate.conftest import small_models
+
+from cosmobench.errors import CosmobenchError
+from cosmobench.generate.sampler import GalaxySampler, galaxy_noise, galaxy_seeds
+
+
+@pytest.fixture(scope="module")
+def models():
+    return small_models()
+
+
+def _reference(vae, flow, norm, eps):
+    """The composition written out with zuko's own sampling and the VAE's own decode."""
+    with torch.no_grad():
+        dist = flow.flow()
+        z = dist.transform.inv(dist.base.mean + dist.base.stddev * eps)
+        return z, norm.inverse(vae.decode(z))
+
+
+def test_galaxy_seeds_are_the_spawned_children():
+    kids = np.random.SeedSequence(42).spawn(5)
+    expect = [k.generate_state(1, np.uint64)[0] for k in kids]
+    np.testing.assert_array_equal(galaxy_seeds(42, range(5)), expect)
+    np.testing.assert_array_equal(galaxy_seeds(42, [3]), expect[3:4])
+    noise = galaxy_noise(galaxy_seeds(42, range(5)), 8)
+    torch.testing.assert_close(noise[3:4], galaxy_noise(galaxy_seeds(42, [3]), 8))
+    assert not torch.allclose(noise[0], noise[1])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_equals_the_written_out_composition(models, fast):
+    vae, flow, norm = models
+    sampler = GalaxySampler(vae, flow, norm, fast=fast)
+    eps = torch.randn(5, 8)
+    z, x = sampler.sample_noise(eps)
+    z_ref, x_ref = _reference(vae, flow, norm, eps)
+    torch.testing.assert_close(z, z_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(x, x_ref, rtol=1e-4, atol=1e-3)
+    assert x.shape == (5, 6, 64, 64) and x.dtype == torch.float32
+
+
+def test_images_in_counts_finite_and_non_negative(models):
+    vae, flow, norm = models
+    x = GalaxySampler(vae, flow, norm)(12, seed=1)
+    assert torch.isfinite(x).all() and (x >= 0).all()
+    # counts, not the (0, 1) normalised values: band b is scaled by I_b / 2.5
+    y = norm(x)
+    assert (y > 0).all() and (y < 1).all()
+    assert x.amax() > 1.5
+
+
+def test_saturated_decoder_stays_finite(models):
+    vae, flow, norm = small_models(seed=3)
+    with torch.no_grad():
+        vae.decoder[-1].bias.fill_(60.0)  # sigmoid rounds to exactly 1.0 in float32
+    x = GalaxySampler(vae, flow, norm)(3, seed=0)
+    assert torch.isfinite(x).all() and (x > 0).all()
+
+
+def test_galaxy_depends_only_on_seed_and_index(models):
+    vae, flow, norm = models
+    a = GalaxySampler(vae, flow, norm, batch_size=3)(7, seed=5)
+    b = GalaxySampler(vae, flow, norm, batch_size=100)(7, seed=5)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
+    sampler = GalaxySampler(vae, flow, norm)
+    one = sampler.from_noise(sampler.noise(1, seed=5, start=4))  # galaxy 4 alone
+    torch.testing.assert_close(one[0], a[4], rtol=1e-5, atol=1e-3)
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_bf16_decoder_is_close_to_fp32(models):
+    vae, flow, norm = models
+    eps = torch.randn(4, 8)
+    x32 = GalaxySampler(vae, flow, norm).from_noise(eps)
+    x16 = GalaxySampler(vae, flow, norm, precision="bf16").from_noise(eps)
+    assert torch.isfinite(x16).all() and (x16 >= 0).all()
+    rel = (x16 - x32).norm() / x32.norm()
+    assert 0 < rel < 0.05
+
+
+def test_bad_input(models):
+    vae, flow, norm = models
+    with pytest.raises(CosmobenchError, match="n must be > 0"):
+        GalaxySampler(vae, flow, norm)(0)
+    with pytest.raises(CosmobenchError, match="precision must be one of fp32, bf16"):
+        GalaxySampler(vae, flow, norm, precision="fp16")
+    with pytest.raises(CosmobenchError, match="latent size is 8"):
+        GalaxySampler(vae, small_models(latent=4)[1], norm)
+    if not torch.cuda.is_available():
+        with pytest.raises(CosmobenchError, match="cuda_graph needs a CUDA device"):
+            GalaxySampler(vae, flow, norm, cuda_graph=True)
+    with pytest.raises(CosmobenchError, match=r"shape \(n, 8\)"):
+        GalaxySampler(vae, flow, norm).from_noise(torch.randn(2, 3))
+
+
+def test_on_device(models, device):
+    vae, flow, norm = small_models()
+    eps = torch.randn(6, 8)
+    _, ref = _reference(vae, flow, norm, eps)
+    x = GalaxySampler(vae, flow, norm, device=device).from_noise(eps)
+    assert x.device.type == torch.device(device).type
+    torch.testing.assert_close(x.cpu(), ref, rtol=1e-3, atol=1e-2)
+
+
+def test_cuda_graph_equals_eager(device):
+    if not device.startswith("cuda"):
+        pytest.skip("CUDA graphs need --device cuda")
+    vae, flow, norm = small_models()
+    eager = GalaxySampler(vae, flow, norm, device=device, batch_size=4)
+    graph = GalaxySampler(vae, flow, norm, device=device, batch_size=4, cuda_graph=True)
+    eps = torch.randn(10, 8)  # two full batches and a remainder: two captured sizes
+    z1, x1 = eager.sample_noise(eps)
+    z2, x2 = graph.sample_noise(eps)
+    z3, x3 = graph.sample_noise(eps)  # replays, not recaptures
+    assert len(graph._graphs) == 2
+    for z, x in ((z2, x2), (z3, x3)):
+        torch.testing.assert_close(z, z1, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(x, x1, rtol=1e-4, atol=1e-2)
+    assert x2.data_ptr() != x3.data_ptr()  # results are copies, not the graph's buffer
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit, inside torch.compile
+def test_compiled_decoder_equals_eager(models):
+    vae, flow, norm = models
+    eps = torch.randn(3, 8)
+    eager = GalaxySampler(vae, flow, norm).from_noise(eps)
+    compiled = GalaxySampler(vae, flow, norm, compile=True).from_noise(eps)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-2)
+    with pytest.raises(CosmobenchError, match="not both"):
+        GalaxySampler(vae, flow, norm, device="cuda", compile=True, cuda_graph=True)
