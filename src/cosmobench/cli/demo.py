@@ -14,11 +14,11 @@ def demo(
     out: Annotated[str, typer.Option(help="Report folder (resumed if it exists).")] = (
         "cosmobench-demo"
     ),
-    n_train: Annotated[int, typer.Option(help="Simulated training galaxies.")] = 1500,
+    n_train: Annotated[int, typer.Option(help="Simulated training galaxies.")] = 1000,
     n_test: Annotated[int, typer.Option(help="Simulated test galaxies (>= 2 x --n-generate).")]
-    = 600,
-    epochs: Annotated[int, typer.Option(help="Training epochs of each network.")] = 3,
-    n_generate: Annotated[int, typer.Option(help="Galaxies to generate.")] = 256,
+    = 400,
+    epochs: Annotated[int, typer.Option(help="Training epochs of each network.")] = 2,
+    n_generate: Annotated[int, typer.Option(help="Galaxies to generate.")] = 128,
     workers: Annotated[int, typer.Option(help="Simulation processes.")] = 2,
     device: Annotated[
         list[str] | None,
@@ -26,12 +26,12 @@ def demo(
     ] = None,
     bench_budget: Annotated[
         float, typer.Option(help="Seconds of benchmark per device (points beyond: skipped).")
-    ] = 120.0,
+    ] = 90.0,
     seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
 ) -> None:
     """Simulate, train (CNN, BNN, VAE, flow), evaluate, generate, benchmark, and report.
 
-    About 8 minutes on 2 CPU cores with the defaults. Rerunning the same command resumes a
+    About 6 minutes on 2 idle CPU cores with the defaults. Rerunning the same command resumes a
     killed demo: finished stages are skipped.
     """
     from cosmobench.demo import DemoConfig, run_demo
