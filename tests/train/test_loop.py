@@ -72,6 +72,22 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, monkeypatch, write_stor
     assert any(not torch.equal(v, ckpt["state_dict"][k]) for k, v in final["state_dict"].items())
 
 
+def test_learning_rate_decays_on_a_plateau(tmp_path, monkeypatch, write_store):
+    data = write_store(tmp_path / "d.zarr", n=48, size=16)
+    losses = iter([2.0, 1.0, 1.1, 1.2, 0.9, 1.0, 0.95, 0.97, 0.8])
+    monkeypatch.setattr(_Trainer, "_validate", lambda *a: next(losses))
+    cfg = TrainConfig(epochs=8, batch_size=8, lr=1e-3, lr_decay=0.5, lr_patience=2)
+    fit(make_task("cnn", {"image_size": 16, "filters": [4, 8]}), data, cfg, tmp_path / "run",
+        progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+            if x]
+    # epochs 2, 3 no better than 1: halve after epoch 3; 5, 6 no better than 4: halve again
+    assert [r["lr"] for r in rows[1:]] == pytest.approx(
+        [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)  # resumes so
+
+
 def test_nonfinite_galaxies_can_be_left_out_and_are_reported(tmp_path, cli, write_store):
     data = write_store(tmp_path / "d.zarr", n=40, nan_pixels=2, inf_labels=1)
     run = tmp_path / "run"

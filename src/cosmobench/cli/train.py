@@ -38,6 +38,11 @@ Precision = Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast) (de
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, ... (default: cpu).")]
 Patience = Annotated[int | None, typer.Option(
     help="Early stopping: epochs without a better validation loss (default: 0 = off).")]
+LrDecay = Annotated[float | None, typer.Option(
+    "--lr-decay", help="Multiply the learning rate by this when the validation loss has not "
+    "improved for --lr-patience epochs (default: 1 = constant, the paper).")]
+LrPatience = Annotated[int | None, typer.Option(
+    "--lr-patience", help="Epochs without improvement before each decay (default: 2).")]
 DropBad = Annotated[bool, typer.Option(
     "--drop-nonfinite", help="Leave out galaxies with NaN/inf pixels or labels (reported).")]
 Compile = Annotated[bool, typer.Option(
@@ -108,14 +113,16 @@ def _run(kind: str, out: Path, resume: bool, progress: bool, train_opts: dict[st
 def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
               lr: Lr = None, targets: Targets = None, device: Device = None, seed: Seed = None,
               val_fraction: ValFrac = None, precision: Precision = None,
-              patience: Patience = None, input_scaling: Scaling = None, prelu: Prelu = None,
+              patience: Patience = None, lr_decay: LrDecay = None,
+              lr_patience: LrPatience = None, input_scaling: Scaling = None, prelu: Prelu = None,
               init_from: InitFrom = None, drop_nonfinite: DropBad = False,
               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the deterministic shape CNN (1,517,217 parameters for e1,e2,z)."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                    seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, input_scaling=input_scaling, init_from=init_from,
+                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   input_scaling=input_scaling, init_from=init_from,
                    drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
     _run("cnn", out, resume, progress, train, _shape_model(targets, prelu, False))
 
@@ -124,7 +131,8 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
 def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
               lr: Lr = None, targets: Targets = None, device: Device = None, seed: Seed = None,
               val_fraction: ValFrac = None, precision: Precision = None,
-              patience: Patience = None, input_scaling: Scaling = None, prelu: Prelu = None,
+              patience: Patience = None, lr_decay: LrDecay = None,
+              lr_patience: LrPatience = None, input_scaling: Scaling = None, prelu: Prelu = None,
               flipout: Annotated[bool, typer.Option(help="Flipout weight noise.")] = False,
               init_from: InitFrom = None, drop_nonfinite: DropBad = False,
               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
@@ -132,7 +140,8 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
     """Train the Bayesian shape CNN (2,726,241 parameters; loss = negative ELBO)."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                    seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, input_scaling=input_scaling, init_from=init_from,
+                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   input_scaling=input_scaling, init_from=init_from,
                    drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
     _run("bnn", out, resume, progress, train, _shape_model(targets, prelu, flipout))
 
@@ -141,7 +150,8 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
 def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
               lr: Lr = None, device: Device = None, seed: Seed = None,
               val_fraction: ValFrac = None, precision: Precision = None,
-              patience: Patience = None,
+              patience: Patience = None, lr_decay: LrDecay = None,
+              lr_patience: LrPatience = None,
               latent: Annotated[int | None, typer.Option(help="Latent size (default: 32).")]
               = None,
               drop_nonfinite: DropBad = False, compile: Compile = False,
@@ -150,7 +160,8 @@ def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
     """Train the VAE noisy → noiseless on band-normalised images; writes a reconstruction PNG."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                    seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, drop_nonfinite=drop_nonfinite, compile=compile,
+                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   drop_nonfinite=drop_nonfinite, compile=compile,
                    time_limit=time_limit)
     _run("vae", out, resume, progress, train, _given(latent=latent))
 
@@ -160,7 +171,8 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
                data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
                lr: Lr = None, device: Device = None, seed: Seed = None,
                val_fraction: ValFrac = None, precision: Precision = None,
-               patience: Patience = None, drop_nonfinite: DropBad = False,
+               patience: Patience = None, lr_decay: LrDecay = None,
+              lr_patience: LrPatience = None, drop_nonfinite: DropBad = False,
                compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
                progress: Progress = True) -> None:
     """Train the masked autoregressive flow on the VAE's encoder means of DATA."""
@@ -169,6 +181,7 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
     _vae, info = load_run(vae, expect_kind="vae")
     train = _given(data=data, vae_run=vae, epochs=epochs, batch_size=batch_size, lr=lr,
                    device=device, seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, drop_nonfinite=drop_nonfinite, compile=compile,
+                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   drop_nonfinite=drop_nonfinite, compile=compile,
                    time_limit=time_limit)
     _run("flow", out, resume, progress, train, {"features": int(info["model_config"]["latent"])})

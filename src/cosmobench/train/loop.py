@@ -248,11 +248,16 @@ class _Trainer:
             st["best_val"], st["best_epoch"] = val_loss, epoch + 1
             st["best_state_dict"] = {k: v.detach().to("cpu", copy=True)
                                      for k, v in model.state_dict().items()}
-        if cfg.patience and epoch + 1 - st["best_epoch"] >= cfg.patience:
+        since = epoch + 1 - st["best_epoch"]  # epochs without a better validation loss
+        if cfg.patience and since >= cfg.patience:
             st["stopped"] = True
+        lr = float(opt.param_groups[0]["lr"])  # this epoch's
+        if cfg.lr_decay < 1 and since and since % cfg.lr_patience == 0:
+            for group in opt.param_groups:  # (a compiled step recompiles its Adam update)
+                group["lr"] = group["lr"] * cfg.lr_decay
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                "best": bool(val_loss is None or better), "seconds": round(seconds, 3),
-               "images_per_s": round(int(count) / seconds, 2), "lr": cfg.lr}
+               "images_per_s": round(int(count) / seconds, 2), "lr": lr}
         row.update(_elbo_terms(model, n_train, val_loss))
         st["history"].append(row)
         st["epoch"] = epoch + 1
