@@ -147,7 +147,9 @@ def run_demo(cfg: DemoConfig) -> Path:
         metrics = {}
         for kind in ("cnn", "bnn"):
             model, _ = load_run(runs / kind, expect_kind=kind)
-            m = evaluate_shape(model, test_data, progress=True)
+            # 10 weight samples per BNN prediction (30 in `cosmobench evaluate`): a demo budget
+            m = evaluate_shape(model, test_data, samples=10 if kind == "bnn" else None,
+                               progress=True)
             write_shape_report(m, evals / kind)
             metrics[kind] = m.to_dict()
         return metrics
