@@ -35,9 +35,10 @@ def test_demo_end_to_end_and_resume(tmp_path):
                  "eval/generation/fidelity.json", "generated.png", "bench/report.md",
                  "bench/train_cnn.png"):
         assert (out / name).exists(), name
-    results = json.loads((out / "bench" / "results-cpu.json").read_text())
-    assert results["schema"] == "cosmobench.bench" and results["complete"]
-    assert any(r["status"] == "ok" for r in results["records"])
+    for workload in ("train-cnn", "train-bnn", "generate"):  # every workload gets a share
+        results = json.loads((out / "bench" / f"results-cpu-{workload}.json").read_text())
+        assert results["schema"] == "cosmobench.bench" and results["complete"]
+        assert any(r["status"] == "ok" for r in results["records"]), workload
     # a rerun skips every finished stage and rewrites the same report
     second = _demo(out)
     assert second.returncode == 0, second.stderr[-2000:]
