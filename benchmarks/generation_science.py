@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     per_step = timed[threads]
     env["threads"] = threads
     print(f"VAE step seconds by threads: {timed}; using {threads}")
-    per_epoch = 1.1 * steps * per_step + 0.05 * args.n_train * per_step / args.batch_size
+    # 1.3: margin for the load of a shared machine (epochs then get topped up one by one)
+    per_epoch = 1.3 * steps * per_step + 0.05 * args.n_train * per_step / args.batch_size
     vae_deadline = deadline - 60 * args.reserve_min
     done = len([h for h in history(vae_run) if h.get("train_loss") is not None])
     epochs = max(done, 1, min(args.max_epochs, int((vae_deadline - now()) / per_epoch)))
