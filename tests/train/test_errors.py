@@ -69,6 +69,9 @@ def test_batch_larger_than_the_data(small, tmp_path, cli, one_line_error):
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else
      ["--device", "nonsense"], "device"),
     (["--input-scaling", "log"], "input scaling must be one of arcsinh, none; got 'log'"),
+    (["--lr-schedule", "linear"],
+     "learning-rate schedule must be one of constant, cosine; got 'linear'"),
+    (["--lr-schedule", "cosine", "--lr-decay", "0.5"], "choose one learning-rate schedule"),
 ])
 def test_bad_options(small, tmp_path, cli, opts, match, one_line_error):
     code, _, err = cli("train", "cnn", "--data", small, "--out", tmp_path / "r", *FAST, *opts)

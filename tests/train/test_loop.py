@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -53,6 +54,13 @@ def test_cnn_trains_on_simulated_galaxies(tiny_dataset, tmp_path, cli):
     assert 0 < metrics.overall["e1"]["rmse"] < 1
 
 
+SMALL_CNN = {"image_size": 16, "filters": [4, 8]}
+
+
+def _rows(run):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_early_stopping_keeps_the_best_weights(tmp_path, monkeypatch, write_store):
     data = write_store(tmp_path / "d.zarr", n=48, size=16)
     losses = iter([2.0, 1.0, 0.5, 0.7, 0.9, 0.3, 0.2])
@@ -88,6 +96,33 @@ def test_learning_rate_decays_on_a_plateau(tmp_path, monkeypatch, write_store):
     assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)  # resumes so
 
 
+def test_cosine_schedule_anneals_to_zero_and_resumes_identically(tmp_path, write_store):
+    data = write_store(tmp_path / "d.zarr", n=48, size=16)
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=1e-3, lr_schedule="cosine")
+    task = lambda: make_task("cnn", {"image_size": 16, "filters": [4, 8]})  # noqa: E731
+    fit(task(), data, cfg, tmp_path / "whole", progress=False)
+    rows = _rows(tmp_path / "whole")
+    n_train = json.loads((tmp_path / "whole" / "config.json").read_text())["data"]["n_train"]
+    per_epoch = -(-n_train // 8)  # steps per epoch (the last partial batch is kept)
+    total = 4 * per_epoch
+    expected = [0.5e-3 * (1 + math.cos(math.pi * e * per_epoch / total)) for e in range(4)]
+    assert [r["lr"] for r in rows[1:]] == pytest.approx(expected, rel=1e-5)  # every step
+    ckpt = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    assert float(ckpt["optimizer"]["param_groups"][0]["lr"]) == pytest.approx(0, abs=1e-10)
+    assert ckpt["scheduler"]["last_epoch"] == total
+
+    # cut after one epoch, resumed: the schedule carries on where it stopped
+    fit(task(), data, cfg.replace(time_limit=1e-9), tmp_path / "cut", progress=False)
+    assert len(_rows(tmp_path / "cut")) == 2
+    with pytest.raises(CosmobenchError, match="epochs .they fix the cosine schedule"):
+        fit(task(), data, cfg.replace(epochs=6), tmp_path / "cut", resume=True, progress=False)
+    fit(task(), data, cfg, tmp_path / "cut", resume=True, progress=False)
+    assert [r.get("lr") for r in _rows(tmp_path / "cut")] == [r.get("lr") for r in rows]
+    a = load_checkpoint(tmp_path / "cut" / "model.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "whole" / "model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_nonfinite_galaxies_can_be_left_out_and_are_reported(tmp_path, cli, write_store):
     data = write_store(tmp_path / "d.zarr", n=40, nan_pixels=2, inf_labels=1)
     run = tmp_path / "run"
@@ -98,13 +133,6 @@ def test_nonfinite_galaxies_can_be_left_out_and_are_reported(tmp_path, cli, writ
     rec = json.loads((run / "config.json").read_text())["data"]
     assert rec["dropped_nonfinite"] == {"galaxies": 3, "of": 40, "noisy": 2, "redshift": 1}
     assert rec["n_train"] + rec["n_val"] == 37
-
-
-SMALL_CNN = {"image_size": 16, "filters": [4, 8]}
-
-
-def _rows(run):
-    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_time_limit_ends_early_and_resume_finishes_identically(tmp_path, write_store):

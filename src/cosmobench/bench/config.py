@@ -13,6 +13,7 @@ import torch
 
 from cosmobench.bench.modes import parse_modes
 from cosmobench.config import Config
+from cosmobench.devices import resolve_device
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 
 __all__ = [
@@ -35,26 +36,6 @@ PAPER_BATCH_SIZES = {
 PAPER_N = (1, 10, 100, 500, 1000, 5000)
 #: Larger generation sizes added on accelerators ("5000 and larger", issue 5).
 LARGE_N = (20_000, 50_000)
-
-
-def resolve_device(name: str) -> torch.device:
-    """A ``torch.device`` from ``cpu``, ``cuda``, ``cuda:N`` or any torch device string."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CosmobenchError(
-            f"device must be a torch device (cpu, cuda, cuda:N, mps, xpu ...); got {name!r}"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CosmobenchError("device cuda requested but CUDA is not available here; use cpu")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device.index >= torch.cuda.device_count():
-            raise CosmobenchError(
-                f"device {name} does not exist; {torch.cuda.device_count()} CUDA device(s) here"
-            )
-    return device
 
 
 @dataclasses.dataclass(frozen=True)

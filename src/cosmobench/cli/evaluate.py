@@ -18,21 +18,6 @@ from cosmobench.errors import CosmobenchError
 __all__ = ["evaluate"]
 
 
-def _check_device(device: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise CosmobenchError(
-            f"device must be cpu, cuda, cuda:N, mps, ...; got {device!r}"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CosmobenchError(
-            "device cuda was asked for but CUDA is not available; use --device cpu"
-        )
-
-
 def _summary(metrics: Any) -> None:
     from rich.table import Table
 
@@ -91,7 +76,9 @@ def evaluate(
 
     if out.exists() and not out.is_dir():
         raise CosmobenchError(f"--out {out} exists and is not a folder")
-    _check_device(device)
+    from cosmobench.devices import resolve_device
+
+    resolve_device(device)
     model, info = load_run(run, expect_kind=("cnn", "bnn"), device=device)
     ds = open_dataset(data)
     metrics = evaluate_shape(

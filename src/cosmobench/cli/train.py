@@ -43,6 +43,9 @@ LrDecay = Annotated[float | None, typer.Option(
     "improved for --lr-patience epochs (default: 1 = constant, the paper).")]
 LrPatience = Annotated[int | None, typer.Option(
     "--lr-patience", help="Epochs without improvement before each decay (default: 2).")]
+LrSchedule = Annotated[str | None, typer.Option(
+    "--lr-schedule", help="constant (the paper) or cosine: anneal the rate to zero over "
+    "--epochs, every step (default: constant).")]
 DropBad = Annotated[bool, typer.Option(
     "--drop-nonfinite", help="Leave out galaxies with NaN/inf pixels or labels (reported).")]
 Compile = Annotated[bool, typer.Option(
@@ -114,7 +117,8 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               lr: Lr = None, targets: Targets = None, device: Device = None, seed: Seed = None,
               val_fraction: ValFrac = None, precision: Precision = None,
               patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None, input_scaling: Scaling = None, prelu: Prelu = None,
+              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
+              input_scaling: Scaling = None, prelu: Prelu = None,
               init_from: InitFrom = None, drop_nonfinite: DropBad = False,
               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
               progress: Progress = True) -> None:
@@ -122,6 +126,7 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                    seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   lr_schedule=lr_schedule,
                    input_scaling=input_scaling, init_from=init_from,
                    drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
     _run("cnn", out, resume, progress, train, _shape_model(targets, prelu, False))
@@ -132,7 +137,8 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               lr: Lr = None, targets: Targets = None, device: Device = None, seed: Seed = None,
               val_fraction: ValFrac = None, precision: Precision = None,
               patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None, input_scaling: Scaling = None, prelu: Prelu = None,
+              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
+              input_scaling: Scaling = None, prelu: Prelu = None,
               flipout: Annotated[bool, typer.Option(help="Flipout weight noise.")] = False,
               init_from: InitFrom = None, drop_nonfinite: DropBad = False,
               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
@@ -141,6 +147,7 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                    seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   lr_schedule=lr_schedule,
                    input_scaling=input_scaling, init_from=init_from,
                    drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
     _run("bnn", out, resume, progress, train, _shape_model(targets, prelu, flipout))
@@ -151,7 +158,7 @@ def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               lr: Lr = None, device: Device = None, seed: Seed = None,
               val_fraction: ValFrac = None, precision: Precision = None,
               patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None,
+              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
               latent: Annotated[int | None, typer.Option(help="Latent size (default: 32).")]
               = None,
               drop_nonfinite: DropBad = False, compile: Compile = False,
@@ -161,6 +168,7 @@ def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                    seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   lr_schedule=lr_schedule,
                    drop_nonfinite=drop_nonfinite, compile=compile,
                    time_limit=time_limit)
     _run("vae", out, resume, progress, train, _given(latent=latent))
@@ -172,7 +180,8 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
                lr: Lr = None, device: Device = None, seed: Seed = None,
                val_fraction: ValFrac = None, precision: Precision = None,
                patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None, drop_nonfinite: DropBad = False,
+              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
+               drop_nonfinite: DropBad = False,
                compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
                progress: Progress = True) -> None:
     """Train the masked autoregressive flow on the VAE's encoder means of DATA."""
@@ -182,6 +191,7 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
     train = _given(data=data, vae_run=vae, epochs=epochs, batch_size=batch_size, lr=lr,
                    device=device, seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                   lr_schedule=lr_schedule,
                    drop_nonfinite=drop_nonfinite, compile=compile,
                    time_limit=time_limit)
     _run("flow", out, resume, progress, train, {"features": int(info["model_config"]["latent"])})

@@ -12,12 +12,14 @@ import dataclasses
 from cosmobench.config import Config
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 
-__all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "RESUMABLE_CHANGES"]
+__all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "LR_SCHEDULES", "RESUMABLE_CHANGES"]
 
 #: Numerical precisions of the training step: fp32, or bf16 autocast (weights stay fp32).
 PRECISIONS = ("fp32", "bf16")
 #: Input scalings for the shape networks (see :mod:`cosmobench.train.scaling`).
 SCALINGS = ("arcsinh", "none")
+#: Learning-rate schedules: the paper's constant rate, or cosine annealing to zero.
+LR_SCHEDULES = ("constant", "cosine")
 #: Fields that may change when a run is resumed; any other change is refused.
 RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit")
 
@@ -44,6 +46,14 @@ class TrainConfig(Config):
             the paper). Adam at a constant 1e-3 ends with a validation loss that jumps from
             epoch to epoch; a smaller step lets it settle.
         lr_patience: epochs without a better validation loss before each decay.
+        lr_schedule: ``constant`` (the paper; with ``lr_decay`` < 1, reduce-on-plateau) or
+            ``cosine``: the rate falls from ``lr`` to zero along half a cosine over all the
+            steps of ``epochs`` epochs, updated every step (Loshchilov & Hutter 2017,
+            arXiv:1608.03983, without restarts). A network trained by likelihood then ends
+            at a settled point instead of wherever the last constant-rate step left it,
+            which is what its predicted covariances need to be calibrated. The schedule is
+            fixed by ``epochs``: a cosine run cannot be resumed with other epochs, and a
+            ``time_limit`` that stops it early leaves the rate partly annealed.
         drop_nonfinite: leave out galaxies with NaN/inf pixels or labels (they are counted
             and reported) instead of refusing the data set.
         input_scaling: shape networks only: ``arcsinh`` (per-band arcsinh at the noise level,
@@ -74,6 +84,7 @@ class TrainConfig(Config):
     patience: int = 0
     lr_decay: float = 1.0
     lr_patience: int = 2
+    lr_schedule: str = "constant"
     drop_nonfinite: bool = False
     input_scaling: str = "arcsinh"
     vae_run: str = ""
@@ -96,6 +107,10 @@ class TrainConfig(Config):
         if not 0.0 < self.lr_decay <= 1.0:
             raise CosmobenchError(f"learning-rate decay must be in (0, 1]; got {self.lr_decay!r}")
         check_positive("lr patience", self.lr_patience)
+        check_choice("learning-rate schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.lr_schedule == "cosine" and self.lr_decay < 1:
+            raise CosmobenchError("choose one learning-rate schedule: cosine annealing or "
+                                  "a decay on plateaus (--lr-decay), not both")
         if (self.patience or self.lr_decay < 1) and self.val_fraction == 0:
             raise CosmobenchError("early stopping and learning-rate decay need a validation "
                                   "split (val fraction > 0)")

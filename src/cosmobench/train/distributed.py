@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from cosmobench.errors import CosmobenchError
+from cosmobench.devices import resolve_device
 
 __all__ = ["DistInfo", "init_distributed", "shutdown", "all_reduce_sum", "broadcast", "barrier",
            "wrap_ddp"]
@@ -45,29 +45,6 @@ class DistInfo:
         return self.world > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """The torch device for ``name`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ...).
-
-    Under ``torchrun`` a bare ``cuda`` becomes ``cuda:LOCAL_RANK``. An unavailable device
-    is a one-line error.
-    """
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CosmobenchError(f"device must be a torch device such as cpu, cuda, cuda:0; "
-                              f"got {name!r}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CosmobenchError(f"device {name!r} asked for but CUDA is not available; "
-                                  "use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise CosmobenchError(f"device {name!r} asked for but MPS is not available")
-    return device
-
-
 def init_distributed(device: str) -> DistInfo:
     """Join the ``torchrun`` process group if there is one, and choose the device.
 
@@ -81,6 +58,8 @@ def init_distributed(device: str) -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     owns = world > 1 and not dist.is_initialized()
     if owns:
         backend = "nccl" if dev.type == "cuda" else "gloo"

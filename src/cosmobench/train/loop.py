@@ -137,8 +137,12 @@ class _Trainer:
         return ckpt
 
     def _check_same(self, ckpt: dict[str, Any]) -> None:
-        old, new = ckpt["train_config"], self.cfg.to_dict()
+        # settings a run predates take their defaults
+        old = {**TrainConfig().to_dict(), **ckpt["train_config"]}
+        new = self.cfg.to_dict()
         changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+        if new.get("lr_schedule") == "cosine" and old.get("epochs") != new["epochs"]:
+            changed.append("epochs (they fix the cosine schedule)")
         if ckpt["model_config"] != self.task.model_config.to_dict():
             changed.append("model configuration")
         if changed:
@@ -160,7 +164,9 @@ class _Trainer:
                                   "was trained on; start a new run with another --out")
         torch.manual_seed(derive_seed(cfg.seed, _INIT))
         model = task.build_model().to(info.device)
-        opt = make_optimizer(model, cfg.lr)
+        opt = make_optimizer(model, cfg.lr,
+                             tensor_lr=cfg.lr_schedule != "constant" or cfg.lr_decay < 1)
+        sched = self._scheduler(opt, n_train)
         self.state: dict[str, Any] = {
             "epoch": 0, "history": [], "best_val": None, "best_epoch": 0,
             "best_state_dict": None, "stopped": False,
@@ -170,6 +176,8 @@ class _Trainer:
         else:
             model.load_state_dict(ckpt["state_dict"])
             opt.load_state_dict(ckpt["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(ckpt["scheduler"])
             set_rng(ckpt.get("rng"))
             self.state.update({k: ckpt[k] for k in self.state})
         ddp = wrap_ddp(LossModule(model, n_train), info)
@@ -196,13 +204,26 @@ class _Trainer:
                 if self.state["stopped"] or self._out_of_time(t_start, spent):
                     break
                 t0 = time.monotonic()
-                self._epoch(epoch, model, opt, step, train, val, n_train, record)
+                self._epoch(epoch, model, opt, sched, step, train, val, n_train, record)
                 spent.append(time.monotonic() - t0)
         barrier()
         if info.is_main:
             self._finish(model, val, record)
         barrier()
         return self.out
+
+    def _batches(self, n_train: int, epoch: int) -> list[Tensor]:
+        """This rank's batches (positions in the training split) of one epoch."""
+        cfg, info = self.cfg, self.info
+        order = epoch_order(n_train, cfg.seed, epoch, rank=info.rank, world=info.world)
+        return list(iter_batches(order, cfg.batch_size, drop_last=cfg.compile))
+
+    def _scheduler(self, opt: torch.optim.Optimizer, n_train: int) -> Any:
+        """The per-step learning-rate schedule (``None`` for a constant or plateau rate)."""
+        if self.cfg.lr_schedule != "cosine":
+            return None
+        steps = self.cfg.epochs * len(self._batches(n_train, 0))  # same count every epoch
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
 
     def _out_of_time(self, t_start: float, spent: list[float]) -> bool:
         """Whether another epoch would end past ``time_limit`` (same decision on all ranks:
@@ -219,21 +240,24 @@ class _Trainer:
                                highlight=False)
         return bool(flag)
 
-    def _epoch(self, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, step: Any,
-               train: TensorSplit, val: TensorSplit, n_train: int, record: dict) -> None:
+    def _epoch(self, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+               step: Any, train: TensorSplit, val: TensorSplit, n_train: int,
+               record: dict) -> None:
         cfg, info = self.cfg, self.info
         torch.manual_seed(derive_seed(cfg.seed, epoch, info.rank, _EPOCH))
-        order = epoch_order(n_train, cfg.seed, epoch, rank=info.rank, world=info.world)
-        batches = list(iter_batches(order, cfg.batch_size, drop_last=cfg.compile))
+        batches = self._batches(n_train, epoch)
         total = torch.zeros((), dtype=torch.float64, device=info.device)
         count = torch.zeros((), dtype=torch.float64, device=info.device)
         model.train()
+        lr = float(opt.param_groups[0]["lr"])  # at the start of this epoch
         t0 = time.perf_counter()
         with EpochBar(self.progress, f"epoch {epoch + 1}/{cfg.epochs}", len(batches),
                   self.console) as bar:
             for idx in batches:
                 x, y = train.batch(idx, info.device)
                 loss = step(x, y)  # (), on the device: no host sync here
+                if sched is not None:
+                    sched.step()
                 total += loss.double() * len(idx)
                 count += len(idx)
                 bar.advance(total, count)
@@ -251,10 +275,9 @@ class _Trainer:
         since = epoch + 1 - st["best_epoch"]  # epochs without a better validation loss
         if cfg.patience and since >= cfg.patience:
             st["stopped"] = True
-        lr = float(opt.param_groups[0]["lr"])  # this epoch's
         if cfg.lr_decay < 1 and since and since % cfg.lr_patience == 0:
-            for group in opt.param_groups:  # (a compiled step recompiles its Adam update)
-                group["lr"] = group["lr"] * cfg.lr_decay
+            for group in opt.param_groups:  # in place: a compiled step reads the tensor
+                group["lr"].mul_(cfg.lr_decay)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                "best": bool(val_loss is None or better), "seconds": round(seconds, 3),
                "images_per_s": round(int(count) / seconds, 2), "lr": lr}
@@ -262,7 +285,7 @@ class _Trainer:
         st["history"].append(row)
         st["epoch"] = epoch + 1
         if info.is_main:
-            self._checkpoint(model, opt, record)
+            self._checkpoint(model, opt, sched, record)
             self._write_metrics()
         val_txt = "" if val_loss is None else f"  val {val_loss:.4f}"
         stop_txt = (f"  (no better validation for {cfg.patience} epochs: stopping)"
@@ -310,11 +333,13 @@ class _Trainer:
             "command": " ".join(sys.argv),
         }
 
-    def _checkpoint(self, model: nn.Module, opt: torch.optim.Optimizer, record: dict) -> None:
+    def _checkpoint(self, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+                    record: dict) -> None:
         state = dict(self.state)
         state.update({
             "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
             "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": None if sched is None else sched.state_dict(),
             "rng": get_rng(), "train_config": self.cfg.to_dict(),
             "model_config": self.task.model_config.to_dict(),
             "task_state": self.task.state(), "data_id": record["data"]["id"],

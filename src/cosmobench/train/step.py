@@ -28,7 +28,7 @@ TrainStep = Callable[[Tensor, Tensor | None], Tensor]
 
 
 def make_optimizer(
-    model: nn.Module, lr: float = 1e-3, *, capturable: bool = False
+    model: nn.Module, lr: float = 1e-3, *, capturable: bool = False, tensor_lr: bool = False
 ) -> torch.optim.Adam:
     """Adam (Kingma & Ba 2014, arXiv:1412.6980) with the paper's learning rate 1e-3.
 
@@ -37,8 +37,12 @@ def make_optimizer(
         lr: learning rate.
         capturable: keep Adam's step counter on the device so that ``optimizer.step()``
             can be captured in a CUDA graph (needs the parameters on CUDA).
+        tensor_lr: hold the learning rate in a 0-d tensor, for a rate that changes during
+            training: a compiled step then reads the new value instead of recompiling for
+            every new float (schedulers update it in place).
     """
-    return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
+    rate: float | Tensor = torch.tensor(float(lr)) if tensor_lr else lr
+    return torch.optim.Adam(model.parameters(), lr=rate, capturable=capturable)
 
 
 def model_loss(model: nn.Module, x: Tensor, y: Tensor | None, n_train: int) -> Tensor:

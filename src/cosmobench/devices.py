@@ -1,0 +1,48 @@
+"""Choosing the torch device: one check, one message, for every command.
+
+``--device`` takes any torch device string (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ...).
+An unknown string, a device this machine lacks, or a CUDA index past the last GPU is a
+one-line :class:`~cosmobench.errors.CosmobenchError` naming what is allowed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cosmobench.errors import CosmobenchError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """The ``torch.device`` for ``name``, checked to exist on this machine.
+
+    Arguments:
+        name: a torch device string.
+        local_rank: under ``torchrun``, this process's local rank: a bare ``cuda`` then
+            means ``cuda:LOCAL_RANK`` (modulo the GPUs here); otherwise the current GPU.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise CosmobenchError(f"device must be a torch device (cpu, cuda, cuda:N, mps, ...); "
+                              f"got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CosmobenchError(f"device {name!r} asked for but CUDA is not available "
+                                  "here; use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is None:
+            index = torch.cuda.current_device() if local_rank is None else local_rank % count
+            device = torch.device("cuda", index)
+        if device.index >= count:
+            raise CosmobenchError(f"device {name!r} does not exist: {count} CUDA device(s) "
+                                  f"here (cuda:0 .. cuda:{count - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CosmobenchError(f"device {name!r} asked for but MPS is not available here; "
+                              "use --device cpu")
+    return device
