@@ -78,16 +78,26 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    "out-of-distribution PSF")
     p.add_argument("--workers", type=int, default=2, help="simulation processes")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=40, help="upper bound; early stopping and "
-                   "the time budget usually end training first")
-    p.add_argument("--patience", type=int, default=5, help="early stopping")
-    p.add_argument("--lr-decay", type=float, default=0.3, help="learning-rate factor on a "
-                   "validation plateau (1: the paper's constant 1e-3)")
+    p.add_argument("--epochs", type=int, nargs=2, default=(24, 10), metavar=("CNN", "BNN"),
+                   help="epochs of each network; they fix the cosine schedule, so choose "
+                   "them to fit the time budget (about 50 s per CNN epoch and 70 s per BNN "
+                   "epoch on 2 idle cores)")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="cosine: anneal from 1e-3 to zero (default); constant: the paper's "
+                   "1e-3, with --lr-decay on plateaus")
+    p.add_argument("--patience", type=int, default=0, help="early stopping (0: none; the "
+                   "best-validation weights are kept either way)")
+    p.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor on a "
+                   "validation plateau (constant schedule only)")
     p.add_argument("--lr-patience", type=int, default=2)
+    p.add_argument("--no-augment", action="store_true", help="train without the dihedral "
+                   "symmetries of the stamp (as the paper)")
     p.add_argument("--bnn-from-scratch", action="store_true", help="initialise the BNN as "
                    "the paper (He-normal means) instead of from the trained CNN (MOPED)")
-    p.add_argument("--minutes", type=float, nargs=2, default=(24.0, 15.0),
-                   metavar=("CNN", "BNN"), help="training time budget of each network")
+    p.add_argument("--minutes", type=float, nargs=2, default=(30.0, 16.0),
+                   metavar=("CNN", "BNN"), help="time limit of each network's training (a "
+                   "safety net: an epoch that would end past it is not started, leaving the "
+                   "cosine schedule unfinished)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
                    help="auto: bf16 if a short check leaves the loss unchanged and it is "
                    "faster. Default fp32: with bf16 activations throughout (ElementPReLU keeps "
@@ -215,14 +225,15 @@ def precision_check(train: Path, args: argparse.Namespace, n: int = 512, steps: 
 # ------------------------------------------------------------------------------ train
 
 
-def train(kind: str, data: Path, args: argparse.Namespace, precision: str, minutes: float,
-          timings: dict[str, float], init_from: Path | None = None) -> Path:
+def train(kind: str, data: Path, args: argparse.Namespace, precision: str, epochs: int,
+          minutes: float, timings: dict[str, float], init_from: Path | None = None) -> Path:
     """Train (or resume, or reuse) one network; returns its run folder."""
     run = args.work / "runs" / kind
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+    cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, seed=args.seed,
                       val_fraction=args.val_fraction, precision=precision,
                       patience=args.patience, lr_decay=args.lr_decay,
-                      lr_patience=args.lr_patience, compile=not args.no_compile,
+                      lr_patience=args.lr_patience, lr_schedule=args.lr_schedule,
+                      augment=not args.no_augment, compile=not args.no_compile,
                       time_limit=minutes, init_from=str(init_from or ""))
     t0 = now()
     if (run / "model.pt").exists():
@@ -379,6 +390,21 @@ def fmt_pm(v: tuple[float, float], scale: float = 1.0) -> str:
     return f"{v[0] * scale:+.2f} ± {v[1] * scale:.2f}"
 
 
+def _schedule(t: dict[str, Any]) -> str:
+    if t.get("lr_schedule") == "cosine":
+        what = "cosine-annealed to zero over the planned epochs"
+    elif t["lr_decay"] < 1:
+        what = f"×{t['lr_decay']} after {t['lr_patience']} epochs without a better validation loss"
+    else:
+        what = "constant"
+    return what + (f", early stopping (patience {t['patience']})" if t["patience"] else "")
+
+
+def _augment(t: dict[str, Any]) -> str:
+    return ("each galaxy under a random symmetry of its stamp (transpose, flips; e1, e2 "
+            "transformed to match)" if t.get("augment") else "no augmentation")
+
+
 def markdown(rec: dict[str, Any]) -> str:
     env, s = rec["env"], rec["summary"]
     cnn, bnn, wide = s["cnn"], s["bnn"], s["bnn_wide_psf"]
@@ -395,11 +421,10 @@ def markdown(rec: dict[str, Any]) -> str:
         f"galaxies (builtin population, Kolmogorov {rec['data']['psf_fwhm']}\" PSF, 10-year "
         f"depth); {rec['data']['n_test']:,} test galaxies from another seed; the same test "
         f"galaxies through a {rec['data']['wide_psf']}\" PSF.",
-        f"Training: Adam lr 1e-3 (×{rec['train']['lr_decay']} after "
-        f"{rec['train']['lr_patience']} epochs without a better validation loss), batch "
+        f"Training: Adam from lr 1e-3, {_schedule(rec['train'])}, batch "
         f"{rec['train']['batch_size']}, {rec['precision']} "
-        f"({'compiled step' if rec['train']['compile'] else 'eager'}), early stopping "
-        f"(patience {rec['train']['patience']}), best-validation weights kept; input: "
+        f"({'compiled step' if rec['train']['compile'] else 'eager'}), "
+        f"{_augment(rec['train'])}, best-validation weights kept; input: "
         f"per-band asinh(x / σ_noise). Epochs trained (kept): CNN "
         f"{rec['epochs']['cnn']['trained']} ({rec['epochs']['cnn']['kept']}), BNN "
         f"{rec['epochs']['bnn']['trained']} ({rec['epochs']['bnn']['kept']})"
@@ -495,8 +520,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         precision = "bf16" if pcheck["bf16_ok"] else "fp32"
         print(f"precision check: {pcheck}")
 
-    runs = {"cnn": train("cnn", stores["train"], args, precision, args.minutes[0], timings)}
-    runs["bnn"] = train("bnn", stores["train"], args, precision, args.minutes[1], timings,
+    runs = {"cnn": train("cnn", stores["train"], args, precision, args.epochs[0],
+                         args.minutes[0], timings)}
+    runs["bnn"] = train("bnn", stores["train"], args, precision, args.epochs[1],
+                        args.minutes[1], timings,
                         init_from=None if args.bnn_from_scratch else runs["cnn"])
     evals = {}
     for label, kind, store in (("cnn", "cnn", "test"), ("bnn", "bnn", "test"),
@@ -536,8 +563,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": {"n_train": train_rec["data"]["n_train"], "n_val": train_rec["data"]["n_val"],
                  "n_test": args.n_test, "psf_fwhm": 0.65, "wide_psf": args.wide_psf},
         "train": {k: train_rec["train_config"][k] for k in
-                  ("batch_size", "lr", "patience", "lr_decay", "lr_patience", "compile",
-                   "precision", "epochs")},
+                  ("batch_size", "lr", "patience", "lr_decay", "lr_patience", "lr_schedule",
+                   "augment", "compile", "precision", "epochs")},
         "epochs": {k: {"trained": len(history(r)) - 1,
                        "kept": load_run(r)[1]["epoch"],
                        "images_per_s": [h.get("images_per_s") for h in history(r)[1:]]}
@@ -550,7 +577,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / f"{NAME}.json", rec)
     (args.results / f"{NAME}.md").write_text(markdown(rec))
-    calibration_figure({"CNN": evals["cnn"], "BNN (30 weight samples)": evals["bnn"]},
+    calibration_figure({"CNN": evals["cnn"],
+                        f"BNN ({args.samples} weight samples)": evals["bnn"]},
                        args.results / f"{NAME}_calibration.png")
     loss_figure(runs, args.results / f"{NAME}_loss.png")
     for label in ("cnn", "bnn"):

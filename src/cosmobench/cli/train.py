@@ -46,6 +46,9 @@ LrPatience = Annotated[int | None, typer.Option(
 LrSchedule = Annotated[str | None, typer.Option(
     "--lr-schedule", help="constant (the paper) or cosine: anneal the rate to zero over "
     "--epochs, every step (default: constant).")]
+Augment = Annotated[bool, typer.Option(
+    "--augment", help="Show each galaxy under a random symmetry of its stamp (transpose, "
+    "flips; e1, e2 transformed to match). Not the paper's training.")]
 DropBad = Annotated[bool, typer.Option(
     "--drop-nonfinite", help="Leave out galaxies with NaN/inf pixels or labels (reported).")]
 Compile = Annotated[bool, typer.Option(
@@ -119,7 +122,8 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               patience: Patience = None, lr_decay: LrDecay = None,
               lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
               input_scaling: Scaling = None, prelu: Prelu = None,
-              init_from: InitFrom = None, drop_nonfinite: DropBad = False,
+              init_from: InitFrom = None, augment: Augment = False,
+              drop_nonfinite: DropBad = False,
               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the deterministic shape CNN (1,517,217 parameters for e1,e2,z)."""
@@ -127,7 +131,7 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
-                   input_scaling=input_scaling, init_from=init_from,
+                   input_scaling=input_scaling, init_from=init_from, augment=augment,
                    drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
     _run("cnn", out, resume, progress, train, _shape_model(targets, prelu, False))
 
@@ -140,7 +144,8 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
               input_scaling: Scaling = None, prelu: Prelu = None,
               flipout: Annotated[bool, typer.Option(help="Flipout weight noise.")] = False,
-              init_from: InitFrom = None, drop_nonfinite: DropBad = False,
+              init_from: InitFrom = None, augment: Augment = False,
+              drop_nonfinite: DropBad = False,
               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the Bayesian shape CNN (2,726,241 parameters; loss = negative ELBO)."""
@@ -148,7 +153,7 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
-                   input_scaling=input_scaling, init_from=init_from,
+                   input_scaling=input_scaling, init_from=init_from, augment=augment,
                    drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
     _run("bnn", out, resume, progress, train, _shape_model(targets, prelu, flipout))
 

@@ -54,6 +54,11 @@ class TrainConfig(Config):
             which is what its predicted covariances need to be calibrated. The schedule is
             fixed by ``epochs``: a cosine run cannot be resumed with other epochs, and a
             ``time_limit`` that stops it early leaves the rate partly annealed.
+        augment: shape networks only: show each training galaxy under a random symmetry of
+            its square stamp (transpose, flips), its ellipticity transformed to match
+            (:mod:`cosmobench.train.augment`): eight times the distinct training images,
+            exact for the round PSFs and white noise the simulator draws. Off by default,
+            as the paper trained without it.
         drop_nonfinite: leave out galaxies with NaN/inf pixels or labels (they are counted
             and reported) instead of refusing the data set.
         input_scaling: shape networks only: ``arcsinh`` (per-band arcsinh at the noise level,
@@ -85,6 +90,7 @@ class TrainConfig(Config):
     lr_decay: float = 1.0
     lr_patience: int = 2
     lr_schedule: str = "constant"
+    augment: bool = False
     drop_nonfinite: bool = False
     input_scaling: str = "arcsinh"
     vae_run: str = ""

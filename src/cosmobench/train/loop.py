@@ -254,7 +254,7 @@ class _Trainer:
         with EpochBar(self.progress, f"epoch {epoch + 1}/{cfg.epochs}", len(batches),
                   self.console) as bar:
             for idx in batches:
-                x, y = train.batch(idx, info.device)
+                x, y = self.task.augment(*train.batch(idx, info.device))
                 loss = step(x, y)  # (), on the device: no host sync here
                 if sched is not None:
                     sched.step()

@@ -68,7 +68,13 @@ class Task(abc.ABC):
         """
         self.cfg = cfg
         self.report = {}
+        if cfg.augment and not isinstance(self, ShapeTask):
+            raise CosmobenchError(f"--augment applies to cnn and bnn runs, not to a {self.kind}")
         return self._prepare(info, state)
+
+    def augment(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """A training batch as the model sees it (unchanged unless the task augments)."""
+        return x, y
 
     @abc.abstractmethod
     def _prepare(self, info: DistInfo, state: dict[str, Any] | None
@@ -219,6 +225,14 @@ class ShapeTask(Task):
         train = TensorSplit(x_train, _take(y, train_pos), index[train_pos])
         val = TensorSplit(x_val, _take(y, val_pos), index[val_pos])
         return train.to(info.device), val.to(info.device)
+
+    def augment(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """With ``cfg.augment``, each galaxy under a random symmetry of its stamp."""
+        if not self.cfg.augment or y is None:
+            return x, y
+        from cosmobench.train.augment import dihedral
+
+        return dihedral(x, y, self.model_config.targets)
 
     def _load_source(self) -> dict[str, Any]:
         """The ``model.pt`` of ``cfg.init_from``, checked to fit this run."""
