@@ -7,13 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from cosmobench.evaluate import (
+from cosmobench.shape_stats import (
     LEVELS,
     calibration_curve,
     chi2_cdf,
     chi2_quantile,
     estimator_stats,
+    excess_kurtosis,
     fit_bias,
+    robust_std,
     shape_stats,
 )
 
@@ -101,3 +103,22 @@ def test_estimator_stats_count_failures():
     assert s["n"] == 4 and s["n_used"] == 3 and s["failure_fraction"] == 0.25
     assert s["e1"]["rmse"] == pytest.approx(math.sqrt(0.02 / 3))
     assert s["e2"]["rmse"] == 0.0 and s["e2"]["m"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_robust_spread_and_kurtosis_tell_core_from_tails():
+    rng = np.random.default_rng(5)
+    normal = rng.standard_normal(200_000)
+    assert robust_std(normal) == pytest.approx(1.0, abs=0.01)
+    assert excess_kurtosis(normal) == pytest.approx(0.0, abs=0.05)
+    # Student t with 5 degrees of freedom: excess kurtosis 6, core narrower than its std
+    t5 = rng.standard_t(5, 400_000)
+    assert excess_kurtosis(t5) == pytest.approx(6.0, rel=0.25)
+    assert robust_std(t5) < 0.85 * t5.std()
+    # 5 % outliers (10 times wider) move the robust spread by ~6 %, the std by > 100 %
+    mixed = np.concatenate([normal[:190_000], 10 * normal[190_000:]])
+    assert robust_std(mixed) == pytest.approx(1.0, abs=0.1)
+    assert mixed.std() > 2
+    truth, mean, cov = _gaussian_case(1000, np.diag([0.01, 0.01]))
+    s = shape_stats(truth, mean, cov, ("e1", "e2"))
+    assert s["e1"]["pull_robust_std"] == pytest.approx(1.0, abs=0.1)
+    assert math.isnan(robust_std(np.array([]))) and math.isnan(excess_kurtosis(np.ones(3)))
