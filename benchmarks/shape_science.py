@@ -531,7 +531,7 @@ def markdown(rec: dict[str, Any]) -> str:
                   f"faster (eager) → {rec['precision']}."]
     lines += ["", "Figures: `shape_science_calibration.png`, `shape_science_loss.png`, "
               "`shape_science_cnn_pred_vs_true.png`, `shape_science_bnn_pred_vs_true.png`, "
-              "`shape_science_*_snr_bins.png`.", ""]
+              "`shape_science_*_pulls.png`, `shape_science_*_snr_bins.png`.", ""]
     return "\n".join(lines)
 
 
@@ -620,7 +620,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        args.results / f"{NAME}_calibration.png")
     loss_figure(runs, args.results / f"{NAME}_loss.png")
     for label in ("cnn", "bnn"):
-        for fig in ("pred_vs_true", "snr_bins"):
+        for fig in ("pred_vs_true", "pulls", "snr_bins"):
             src = args.work / "eval" / label / f"{fig}.png"
             if src.exists():
                 shutil.copyfile(src, args.results / f"{NAME}_{label}_{fig}.png")
