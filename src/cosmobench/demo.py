@@ -27,7 +27,7 @@ __all__ = ["DemoConfig", "run_demo"]
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig(Config):
-    """Settings of the demo (defaults: about 6 minutes on 2 idle CPU cores, 10 under load).
+    """Settings of the demo (defaults: 2.4 minutes measured on 2 idle CPU cores, longer under load).
 
     Attributes:
         out: report folder (data, runs, evaluation, generation, benchmark inside).
