@@ -36,7 +36,7 @@ def generate_command(
     precision: Annotated[str, Opt(help="Decoder precision: fp32 or bf16 (autocast).")] = "fp32",
     device: Annotated[str, Opt(help="Torch device (cuda = cuda:LOCAL_RANK).")] = "cpu",
     batch_size: Annotated[int | None, Opt(help="Galaxies per network batch (memory only) "
-                                          "[default: 500 on cpu, 2048 on gpu].")] = None,
+                                          "[default: 32 on cpu, 2048 on gpu].")] = None,
     chunk_size: Annotated[int, Opt(help="Galaxies per stored chunk (unit of resume).")] = 1024,
     cuda_graph: Annotated[bool, Opt("--cuda-graph", help="One CUDA graph per batch.")] = False,
     compile: Annotated[bool, Opt("--compile", help="torch.compile the decoder.")] = False,

@@ -158,7 +158,7 @@ def generate(
             is refused untouched.
         device: torch device (``cuda`` means ``cuda:LOCAL_RANK`` under torchrun).
         batch_size: galaxies per network batch (memory; does not change the galaxies);
-            default 500 on a CPU, 2048 on an accelerator.
+            default 32 on a CPU, 2048 on an accelerator.
         cuda_graph: capture each batch as one CUDA graph (CUDA only).
         compile: ``torch.compile`` the decoder (about 2x faster on a CPU, ~20 s to compile).
         progress: show a progress bar (rank 0).
