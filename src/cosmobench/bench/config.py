@@ -13,7 +13,6 @@ import torch
 
 from cosmobench.bench.modes import parse_modes
 from cosmobench.config import Config
-from cosmobench.devices import resolve_device
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 
 __all__ = [
@@ -22,7 +21,6 @@ __all__ = [
     "PROTOCOLS",
     "WORKLOAD_NAMES",
     "BenchConfig",
-    "resolve_device",
 ]
 
 WORKLOAD_NAMES = ("train-cnn", "train-bnn", "infer-cnn", "generate", "simulate")

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from cosmobench.bench.config import BenchConfig, resolve_device
+from cosmobench.bench.config import BenchConfig
 from cosmobench.bench.env import capture_env, load_average
 from cosmobench.bench.generation import GenerateWorkload, SimulateWorkload
 from cosmobench.bench.maxbatch import find_max_batch, is_oom, release_memory
@@ -28,6 +28,7 @@ from cosmobench.bench.peak import measure_peaks, peak_key
 from cosmobench.bench.results import Record, Results, load_results
 from cosmobench.bench.timing import RawTiming, WallClock, measure_steady, time_epochs
 from cosmobench.bench.workloads import BuildContext, InferWorkload, TrainWorkload, Workload
+from cosmobench.devices import resolve_device
 from cosmobench.errors import CosmobenchError
 
 __all__ = ["default_workloads", "run_bench", "run_point"]
