@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cosmobench.errors import CosmobenchError, check_choice
+from cosmobench.memory import available_bytes
 
 __all__ = [
     "SCHEMA",
@@ -419,7 +420,7 @@ class Dataset:
             else np.size(index)
         )
         need = rows * len(self.bands) * self.stamp_size**2 * 4
-        free = _free_memory()
+        free = available_bytes()
         if free is not None and need > 0.8 * free:
             raise CosmobenchError(
                 f"{name} of {self.path} needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free; "
@@ -477,15 +478,3 @@ def open_dataset(path: str | Path, *, allow_incomplete: bool = False) -> Dataset
             "rerun the command that made it to finish it"
         )
     return ds
-
-
-def _free_memory() -> int | None:
-    """Bytes the kernel says are available (MemAvailable, page cache included)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None

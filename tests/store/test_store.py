@@ -206,7 +206,7 @@ def test_creation_is_atomic_and_an_empty_folder_is_used(tmp_path):
 def test_tensor_refuses_what_does_not_fit(tmp_path, monkeypatch):
     path = tmp_path / "d.zarr"
     _make(path)
-    monkeypatch.setattr(store, "_free_memory", lambda: 1000)
+    monkeypatch.setattr(store, "available_bytes", lambda: 1000)
     with pytest.raises(CosmobenchError, match="iter_chunks"):
         open_dataset(path).tensor("noisy")
 

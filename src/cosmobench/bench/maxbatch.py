@@ -14,7 +14,6 @@ resident-set high-water mark per image of the last batch that fitted, and record
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from cosmobench.bench.meters import MemoryMeter
 from cosmobench.bench.modes import Mode
 from cosmobench.bench.timing import synchronize
 from cosmobench.bench.workloads import BuildContext, Workload
+from cosmobench.memory import available_bytes
 
 __all__ = ["find_max_batch", "fits", "is_oom", "release_memory"]
 
@@ -47,16 +47,6 @@ def release_memory(device: torch.device, *, collect: bool = True) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
-
-
-def _available_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def fits(
@@ -99,7 +89,7 @@ def find_max_batch(workload: Workload, mode: Mode, ctx: BuildContext, *, limit: 
     def attempt(b: int) -> bool:
         nonlocal per_image
         if ctx.device.type == "cpu" and per_image is not None and baseline is not None:
-            need, avail = baseline + per_image * b, _available_bytes()
+            need, avail = baseline + per_image * b, available_bytes()
             if avail is not None and need - baseline > CPU_MEMORY_FRACTION * avail:
                 tried.append([b, "oom", f"predicted {need / 2**30:.1f} GiB > "
                               f"{CPU_MEMORY_FRACTION:.0%} of {avail / 2**30:.1f} GiB available"])
