@@ -44,6 +44,8 @@ class Task(abc.ABC):
     """
 
     kind: str
+    #: whether :meth:`augment` can transform this task's batches (``cfg.augment``)
+    augmentable: bool = False
 
     def __init__(self, model_config: Config) -> None:
         self.model_config = model_config
@@ -68,7 +70,7 @@ class Task(abc.ABC):
         """
         self.cfg = cfg
         self.report = {}
-        if cfg.augment and not isinstance(self, ShapeTask):
+        if cfg.augment and not self.augmentable:
             raise CosmobenchError(f"--augment applies to cnn and bnn runs, not to a {self.kind}")
         return self._prepare(info, state)
 
@@ -185,6 +187,8 @@ def _take(t: Tensor, pos: np.ndarray) -> Tensor:
 
 class ShapeTask(Task):
     """The shape CNN (``kind="cnn"``) or BNN (``kind="bnn"``): noisy images → targets."""
+
+    augmentable = True
 
     def __init__(self, model_config: Config) -> None:
         super().__init__(model_config)
