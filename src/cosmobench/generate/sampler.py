@@ -78,8 +78,9 @@ class GalaxySampler:
             ``transform.inv`` (the reference, and the baseline of the benchmark).
         batch_size: largest batch sent through the networks at once; default 32 on the
             CPU, where the decoder's activations of a larger batch fall out of cache (2
-            EPYC cores: 248 images/s at 32, 229 at 64, 178 at 128, 146 at 500), and 2048 on
-            accelerators (a larger batch feeds a GPU better).
+            EPYC cores: 298 images/s at 32, 191 at 64, 153 at 500;
+            ``benchmarks/generation_batch.py``), and 2048 on accelerators (a larger batch
+            feeds a GPU better).
         compile: ``torch.compile`` the decoder and the inverse normalisation (one compile
             per batch size, ~20 s each on a CPU; about 2x faster decoding there, where the
             element-wise PReLUs are fused). Not with ``cuda_graph``.
