@@ -1,17 +1,49 @@
-"""Choosing the torch device: one check, one message, for every command.
+"""Choosing the torch device and the numerical precision: one check, one message, for
+every command.
 
 ``--device`` takes any torch device string (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ...).
 An unknown string, a device this machine lacks, or a CUDA index past the last GPU is a
-one-line :class:`~cosmobench.errors.CosmobenchError` naming what is allowed.
+one-line :class:`~cosmobench.errors.CosmobenchError` naming what is allowed. Every
+stage that computes in reduced precision (training step, generation decoder, benchmark
+workloads) enters the same :func:`autocast` context.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-from cosmobench.errors import CosmobenchError
+from cosmobench.errors import CosmobenchError, check_choice
 
-__all__ = ["resolve_device"]
+__all__ = ["PRECISIONS", "autocast", "resolve_device"]
+
+#: Numerical precisions: fp32, or bf16 autocast (weights and optimiser state stay fp32).
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(
+    device_type: str, precision: str, *, cache_enabled: bool = True
+) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"``, a no-op context for ``fp32``.
+
+    Arguments:
+        device_type: ``cpu``, ``cuda``, ... (``torch.device.type``).
+        precision: one of :data:`PRECISIONS`.
+        cache_enabled: keep autocast's cache of cast weights; turn it off inside CUDA-graph
+            captures, whose cached casts would be freed when the context exits.
+
+    Example:
+        >>> with autocast("cpu", "bf16"):
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
+    """
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "bf16":
+        return torch.autocast(
+            device_type=device_type, dtype=torch.bfloat16, cache_enabled=cache_enabled
+        )
+    return contextlib.nullcontext()
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -29,20 +61,25 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise CosmobenchError(f"device must be a torch device (cpu, cuda, cuda:N, mps, ...); "
-                              f"got {name!r}") from None
+        raise CosmobenchError(
+            f"device must be a torch device (cpu, cuda, cuda:N, mps, ...); got {name!r}"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise CosmobenchError(f"device {name!r} asked for but CUDA is not available "
-                                  "here; use --device cpu")
+            raise CosmobenchError(
+                f"device {name!r} asked for but CUDA is not available here; use --device cpu"
+            )
         count = torch.cuda.device_count()
         if device.index is None:
             index = torch.cuda.current_device() if local_rank is None else local_rank % count
             device = torch.device("cuda", index)
         if device.index >= count:
-            raise CosmobenchError(f"device {name!r} does not exist: {count} CUDA device(s) "
-                                  f"here (cuda:0 .. cuda:{count - 1})")
+            raise CosmobenchError(
+                f"device {name!r} does not exist: {count} CUDA device(s) "
+                f"here (cuda:0 .. cuda:{count - 1})"
+            )
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise CosmobenchError(f"device {name!r} asked for but MPS is not available here; "
-                              "use --device cpu")
+        raise CosmobenchError(
+            f"device {name!r} asked for but MPS is not available here; use --device cpu"
+        )
     return device

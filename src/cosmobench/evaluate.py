@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from cosmobench.errors import CosmobenchError, check_positive
+from cosmobench.models.shape import TARGET_COLUMNS
 from cosmobench.shape_stats import (
     CURVE_LEVELS,
     LEVELS,
@@ -65,7 +66,6 @@ __all__ = [
 BASELINES = {"ksb": ("ksb_e1", "ksb_e2"), "regauss": ("regauss_e1", "regauss_e2")}
 #: Weight samples of a BNN prediction unless told otherwise.
 DEFAULT_BNN_SAMPLES = 30
-_TARGET_COLUMNS = {"e1": "e1", "e2": "e2", "z": "redshift"}
 
 
 @dataclass
@@ -216,9 +216,9 @@ def evaluate_shape(
     """
     check_positive("batch_size", batch_size)
     check_positive("snr_bins", snr_bins)
-    if isinstance(dataset, str | Path):
-        from cosmobench.store import open_dataset
+    from cosmobench.store import open_dataset, require
 
+    if isinstance(dataset, str | Path):
         dataset = open_dataset(dataset)
     ds = dataset
     cfg = model.config
@@ -226,21 +226,9 @@ def evaluate_shape(
     bayesian = bool(getattr(cfg, "bayesian", False))
     s = (DEFAULT_BNN_SAMPLES if samples is None else int(samples)) if bayesian else 1
     check_positive("samples", s)
-    columns = [_TARGET_COLUMNS[t] for t in targets]
-    missing = [
-        f"{c} (target {t})" for t, c in zip(targets, columns, strict=True) if c not in ds.columns
-    ]
-    if missing:
-        raise CosmobenchError(
-            f"data set {ds.path} has no column {', '.join(missing)}; the network predicts "
-            f"{', '.join(targets)}; the data set has {', '.join(ds.columns)}"
-        )
-    if "noisy" not in getattr(ds, "image_names", ("noisy",)):
-        raise CosmobenchError(
-            f"data set {ds.path} has no noisy images to evaluate a shape network on"
-        )
-    if ds.n == 0:
-        raise CosmobenchError(f"data set {ds.path} is empty")
+    columns = [TARGET_COLUMNS[t] for t in targets]
+    require(ds, columns={c: f"target {t}" for t, c in zip(targets, columns, strict=True)},
+            images=("noisy",), hint="evaluate a shape network on a simulated store")
     truth = np.stack([np.asarray(ds.column(c), dtype=np.float64) for c in columns], axis=1)
 
     device = next(model.parameters()).device

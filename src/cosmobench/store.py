@@ -38,6 +38,7 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "KINDS",
+    "require",
     "ColumnSpec",
     "StoreWriter",
     "Dataset",
@@ -443,6 +444,53 @@ class Dataset:
         except Exception as e:  # a truncated or garbled chunk file
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
             raise CosmobenchError(f"{self.path}/{name} has a corrupt chunk ({first})") from None
+
+
+def require(
+    ds: Dataset,
+    *,
+    columns: Mapping[str, str] | None = None,
+    images: Sequence[str] = (),
+    bands: int | None = None,
+    stamp_size: int | None = None,
+    hint: str = "train on a simulated store",
+) -> None:
+    """Check that a store holds what a consumer reads, with one-line errors naming it.
+
+    Arguments:
+        ds: the opened store.
+        columns: column -> what asks for it (``{"redshift": "target z"}``).
+        images: image arrays that must be present (``("noisy",)``).
+        bands, stamp_size: the number of bands and the stamp size the consumer takes.
+        hint: what to do instead, appended to the missing-images error.
+
+    Raises:
+        CosmobenchError: a column or image array is missing, the shapes differ, or the
+            store is empty.
+    """
+    have = set(ds.columns)
+    missing = [f"{col!r} (for {why})" for col, why in (columns or {}).items() if col not in have]
+    if missing:
+        raise CosmobenchError(
+            f"data set {ds.path} has no column {', '.join(missing)}; it has "
+            f"{', '.join(sorted(have))}"
+        )
+    lacking = [n for n in images if n not in ds.image_names]
+    if lacking:
+        raise CosmobenchError(
+            f"data set {ds.path} has no {' or '.join(lacking)} images (it has "
+            f"{', '.join(ds.image_names) or 'none'}); {hint}"
+        )
+    if bands is not None or stamp_size is not None:
+        have_shape = (len(ds.bands), int(ds.stamp_size))
+        want = (bands or have_shape[0], stamp_size or have_shape[1])
+        if have_shape != want:
+            raise CosmobenchError(
+                f"data set {ds.path} has {have_shape[0]} bands of {have_shape[1]}x"
+                f"{have_shape[1]} pixels; the model takes {want[0]} bands of {want[1]}x{want[1]}"
+            )
+    if ds.n == 0:
+        raise CosmobenchError(f"data set {ds.path} is empty")
 
 
 def open_dataset(path: str | Path, *, allow_incomplete: bool = False) -> Dataset:

@@ -112,7 +112,7 @@ def test_data_set_without_the_targets(cnn_run, tmp_path, capsys):
     err = _error(
         capsys, ["evaluate", str(cnn_run), "--data", str(path), "--out", str(tmp_path / "e")]
     )
-    assert "no column e2 (target e2)" in err
+    assert "no column 'e2' (for target e2)" in err
 
 
 def test_missing_run_and_bad_device(tiny_dataset, tmp_path, capsys):

@@ -71,7 +71,7 @@ def test_missing_targets_and_bad_options(fakes):
     ds = fakes.make(n=50)
     del ds._columns["redshift"]
     ds.columns = tuple(ds._columns)
-    with pytest.raises(CosmobenchError, match=r"no column redshift \(target z\)"):
+    with pytest.raises(CosmobenchError, match=r"no column 'redshift' \(for target z\)"):
         evaluate_shape(fakes.Oracle(), ds)
     m = evaluate_shape(fakes.Oracle(targets=("e1", "e2")), ds)  # fine without z
     assert m.targets == ("e1", "e2")

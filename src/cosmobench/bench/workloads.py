@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from cosmobench.bench.modes import Mode, capture_step
+from cosmobench.devices import autocast
 from cosmobench.errors import CosmobenchError
 
 __all__ = [
@@ -233,10 +234,10 @@ class InferWorkload(_ShapeWorkload):
         model = self.make_model().to(dev).eval().to(memory_format=fmt)
         hx, hy = self._pool(model, ctx, batch)
         x = hx[:batch].to(dev).contiguous(memory_format=fmt)
-        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mode.bf16)
+        cast = autocast(dev.type, mode.precision)
 
         def forward(inp: Tensor) -> Tensor:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), cast:
                 loc, scale_tril = model(inp)  # (B, T), (B, T, T)
             return loc
 

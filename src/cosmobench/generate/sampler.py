@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 from cosmobench.generate.maf import FastMAF
 
 __all__ = ["GalaxySampler", "galaxy_seeds", "galaxy_noise", "PRECISIONS"]
 
-PRECISIONS = ("fp32", "bf16")
 # Largest float32 below 1: the decoder's sigmoid can round to exactly 1.0, whose inverse
 # normalisation (artanh) is infinite. Clamping the decoded value into [0, 1) is the
 # documented choice that keeps every pixel finite and non-negative.
@@ -198,11 +198,9 @@ class GalaxySampler:
     # -- internals -------------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            # No cast cache: each weight is cast once per sample anyway, and cached casts made
-            # during a CUDA-graph capture would be freed when the context exits.
-            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
-        return contextlib.nullcontext()
+        # No cast cache: each weight is cast once per sample anyway, and cached casts made
+        # during a CUDA-graph capture would be freed when the context exits.
+        return autocast(self.device.type, self.precision, cache_enabled=False)
 
     def _decode_eager(self, z: Tensor) -> Tensor:
         logits = getattr(self.vae, "decode_logits", None)

@@ -16,9 +16,46 @@ from cosmobench.models.flow import FlowConfig, LatentFlow
 from cosmobench.models.shape import ShapeConfig, ShapeNet
 from cosmobench.models.vae import VAE, VAEConfig
 
-__all__ = ["MODEL_KINDS", "build_model", "count_parameters", "model_kind"]
+__all__ = [
+    "MODEL_KINDS",
+    "SHAPE_KINDS",
+    "build_model",
+    "count_parameters",
+    "is_bayesian",
+    "model_kind",
+    "shape_config",
+]
 
+#: Every model kind a run folder can hold.
 MODEL_KINDS = ("cnn", "bnn", "vae", "flow")
+#: The shape networks: the deterministic CNN and its Bayesian twin.
+SHAPE_KINDS = ("cnn", "bnn")
+
+
+def is_bayesian(kind: str) -> bool:
+    """Whether a shape-network kind is the Bayesian one (``bnn``); the one rule tying a
+    kind to ``ShapeConfig.bayesian``.
+
+    Example:
+        >>> is_bayesian("bnn"), is_bayesian("cnn")
+        (True, False)
+    """
+    return kind == "bnn"
+
+
+def shape_config(kind: str, data: dict[str, Any] | ShapeConfig | None = None) -> ShapeConfig:
+    """The :class:`ShapeConfig` of a ``cnn`` or ``bnn`` from a (partial) dict or config;
+    ``bayesian`` follows the kind, and a dict or config saying otherwise is an error."""
+    if isinstance(data, ShapeConfig):
+        data = data.to_dict()
+    data = dict(data or {})
+    bayesian = is_bayesian(kind)
+    if data.get("bayesian", bayesian) != bayesian:
+        raise CosmobenchError(
+            f"a {kind} model config must have bayesian={bayesian}; got {data['bayesian']}"
+        )
+    data["bayesian"] = bayesian
+    return ShapeConfig.from_dict(data)
 
 
 def build_model(kind: str, config_dict: dict[str, Any] | None = None) -> nn.Module:
@@ -36,14 +73,8 @@ def build_model(kind: str, config_dict: dict[str, Any] | None = None) -> nn.Modu
     """
     check_choice("model kind", kind, MODEL_KINDS)
     data = dict(config_dict or {})
-    if kind in ("cnn", "bnn"):
-        bayesian = kind == "bnn"
-        if data.get("bayesian", bayesian) != bayesian:
-            raise CosmobenchError(
-                f"a {kind} model config must have bayesian={bayesian}; got {data['bayesian']}"
-            )
-        data["bayesian"] = bayesian
-        return ShapeNet(ShapeConfig.from_dict(data))
+    if kind in SHAPE_KINDS:
+        return ShapeNet(shape_config(kind, data))
     if kind == "vae":
         return VAE(VAEConfig.from_dict(data))
     return LatentFlow(FlowConfig.from_dict(data))
@@ -52,7 +83,7 @@ def build_model(kind: str, config_dict: dict[str, Any] | None = None) -> nn.Modu
 def model_kind(model: nn.Module) -> str:
     """The registry kind of a model built here (``cnn``, ``bnn``, ``vae`` or ``flow``)."""
     if isinstance(model, ShapeNet):
-        return "bnn" if model.config.bayesian else "cnn"
+        return SHAPE_KINDS[bool(model.config.bayesian)]
     if isinstance(model, VAE):
         return "vae"
     if isinstance(model, LatentFlow):

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 
 from cosmobench.config import Config
+from cosmobench.devices import PRECISIONS
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 
 __all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "LR_SCHEDULES", "RESUMABLE_CHANGES"]
 
-#: Numerical precisions of the training step: fp32, or bf16 autocast (weights stay fp32).
-PRECISIONS = ("fp32", "bf16")
 #: Input scalings for the shape networks (see :mod:`cosmobench.train.scaling`).
 SCALINGS = ("arcsinh", "none")
 #: Learning-rate schedules: the paper's constant rate, or cosine annealing to zero.

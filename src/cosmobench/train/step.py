@@ -13,14 +13,13 @@ VAE latents (``step(z, None)``).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import check_choice
-from cosmobench.train.config import PRECISIONS
 
 __all__ = ["make_optimizer", "make_train_step", "model_loss", "LossModule", "autocast"]
 
@@ -81,14 +80,6 @@ class LossModule(nn.Module):
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
         """The loss of batch ``(x, y)``."""
         return model_loss(self.model, x, y, self.n_train)
-
-
-def autocast(device_type: str, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for ``precision == "bf16"``, a no-op context for fp32."""
-    check_choice("precision", precision, PRECISIONS)
-    if precision == "bf16":
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _device_type(model: nn.Module) -> str:

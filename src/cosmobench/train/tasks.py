@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from cosmobench.config import Config
-from cosmobench.errors import CosmobenchError
+from cosmobench.errors import CosmobenchError, check_choice
+from cosmobench.models.registry import MODEL_KINDS, SHAPE_KINDS
 from cosmobench.train.config import TrainConfig
 from cosmobench.train.data import TensorSplit, nonfinite_rows, place, split_by_index
 from cosmobench.train.distributed import DistInfo
@@ -32,7 +33,8 @@ from cosmobench.train.scaling import ArcsinhScaler, scaler_from_dict
 
 __all__ = ["Task", "ShapeTask", "VAETask", "FlowTask", "make_task", "TASK_KINDS"]
 
-TASK_KINDS = ("cnn", "bnn", "vae", "flow")
+#: The kinds a task trains: every model kind (:data:`cosmobench.models.MODEL_KINDS`).
+TASK_KINDS = MODEL_KINDS
 
 
 class Task(abc.ABC):
@@ -106,31 +108,13 @@ def _open(path: str) -> Any:
     return open_dataset(path)
 
 
-def _require_columns(ds: Any, path: str, needed: dict[str, str]) -> None:
-    """``needed`` maps column -> what asks for it (e.g. ``{"redshift": "target z"}``)."""
-    have = set(ds.columns)
-    missing = [f"{col!r} (for {why})" for col, why in needed.items() if col not in have]
-    if missing:
-        raise CosmobenchError(
-            f"data set {path} has no column {', '.join(missing)}; it has "
-            f"{', '.join(sorted(have))}"
-        )
-
-
-def _require_images(ds: Any, path: str, names: tuple[str, ...], model_config: Config
-                    ) -> None:
+def _require_images(ds: Any, names: tuple[str, ...], model_config: Config) -> None:
     """The store has the image arrays ``names``, with the bands and stamp size the model
     takes (``in_channels``, ``image_size`` of its config)."""
-    have = tuple(getattr(ds, "image_names", ()))
-    missing = [n for n in names if n not in have]
-    if missing:
-        raise CosmobenchError(f"data set {path} has no {' or '.join(missing)} images (it has "
-                              f"{', '.join(have) or 'none'}); train on a simulated store")
-    bands, size = len(ds.bands), int(ds.stamp_size)
-    want = (int(model_config.in_channels), int(model_config.image_size))
-    if (bands, size) != want:
-        raise CosmobenchError(f"data set {path} has {bands} bands of {size}x{size} pixels; the "
-                              f"model takes {want[0]} bands of {want[1]}x{want[1]}")
+    from cosmobench.store import require
+
+    require(ds, images=names, bands=int(model_config.in_channels),
+            stamp_size=int(model_config.image_size))
 
 
 def _index(ds: Any) -> np.ndarray:
@@ -192,7 +176,7 @@ class ShapeTask(Task):
 
     def __init__(self, model_config: Config) -> None:
         super().__init__(model_config)
-        self.kind = "bnn" if model_config.bayesian else "cnn"
+        self.kind = SHAPE_KINDS[bool(model_config.bayesian)]
         self.scaler: ArcsinhScaler | None = None
         self._source: dict[str, Any] | None = None
 
@@ -201,9 +185,10 @@ class ShapeTask(Task):
         path, cfg = self.cfg.data, self.model_config
         ds = _open(path)
         columns = cfg.columns
-        _require_images(ds, path, ("noisy",), cfg)
-        _require_columns(ds, path, {c: f"target {t}" for t, c in zip(cfg.targets, columns,
-                                                                     strict=True)})
+        from cosmobench.store import require
+
+        require(ds, columns={c: f"target {t}" for t, c in zip(cfg.targets, columns, strict=True)})
+        _require_images(ds, ("noisy",), cfg)
         x = ds.tensor("noisy")  # (N, 6, 64, 64) counts
         y = torch.from_numpy(np.stack([np.asarray(ds.column(c), dtype=np.float32)
                                        for c in columns], axis=1))  # (N, T)
@@ -246,7 +231,7 @@ class ShapeTask(Task):
         path = Path(self.cfg.init_from)
         src = load_checkpoint(path / MODEL_FILE if path.is_dir() else path)
         kind = src.get("kind")
-        if kind not in ("cnn", "bnn"):
+        if kind not in SHAPE_KINDS:
             raise CosmobenchError(f"--init-from {path} holds a {kind} run; give a cnn or bnn run")
         mine = self.model_config.to_dict()
         theirs = src["model_config"]
@@ -304,7 +289,7 @@ class VAETask(Task):
 
         path = self.cfg.data
         ds = _open(path)
-        _require_images(ds, path, ("noisy", "noiseless"), self.model_config)
+        _require_images(ds, ("noisy", "noiseless"), self.model_config)
         x, y = ds.tensor("noisy"), ds.tensor("noiseless")  # (N, 6, 64, 64) counts each
         keep = _finite_filter(path, {"noisy": x, "noiseless": y}, self.cfg.drop_nonfinite,
                               self.report)
@@ -366,7 +351,7 @@ class FlowTask(Task):
                                   f"the VAE's latent space has {latent}")
         path = self.cfg.data
         ds = _open(path)
-        _require_images(ds, path, ("noisy",), vae.config)
+        _require_images(ds, ("noisy",), vae.config)
         x = ds.tensor("noisy")
         keep = _finite_filter(path, {"noisy": x}, self.cfg.drop_nonfinite, self.report)
         index = _index(ds)
@@ -405,22 +390,13 @@ def encode_means(vae: nn.Module, normalizer: nn.Module, x: Tensor, device: torch
 def make_task(kind: str, model_config: Config | dict[str, Any] | None = None) -> Task:
     """The task for model ``kind`` (cnn, bnn, vae, flow) with its model configuration
     (a config, a dict of fields, or ``None`` for the paper's defaults)."""
-    from cosmobench.models import FlowConfig, ShapeConfig, VAEConfig
+    from cosmobench.models import FlowConfig, VAEConfig, shape_config
 
-    classes = {"cnn": ShapeConfig, "bnn": ShapeConfig, "vae": VAEConfig, "flow": FlowConfig}
-    if kind not in classes:
-        raise CosmobenchError(f"model kind must be one of {', '.join(TASK_KINDS)}; "
-                              f"got {kind!r}")
+    check_choice("model kind", kind, TASK_KINDS)
+    if kind in SHAPE_KINDS:
+        return ShapeTask(shape_config(kind, model_config))
+    classes = {"vae": (VAEConfig, VAETask), "flow": (FlowConfig, FlowTask)}
+    config_class, task_class = classes[kind]
     if not isinstance(model_config, Config):
-        fields = dict(model_config or {})
-        if kind in ("cnn", "bnn"):
-            fields.setdefault("bayesian", kind == "bnn")
-        model_config = classes[kind].from_dict(fields)
-    if kind in ("cnn", "bnn"):
-        if bool(model_config.bayesian) != (kind == "bnn"):
-            raise CosmobenchError(f"a {kind} needs bayesian={kind == 'bnn'} in its config")
-        return ShapeTask(model_config)
-    if kind == "vae":
-        return VAETask(model_config)
-    return FlowTask(model_config)
-    raise CosmobenchError(f"model kind must be one of {', '.join(TASK_KINDS)}; got {kind!r}")
+        model_config = config_class.from_dict(dict(model_config or {}))
+    return task_class(model_config)
