@@ -76,9 +76,7 @@ def present_devices() -> tuple[str, ...]:
 class _Stages:
     """Runs named stages in order, printing a header and the time each took."""
 
-    def __init__(self, total: int) -> None:
-        from cosmobench.cli.app import console
-
+    def __init__(self, total: int, console: Any) -> None:
         self.console = console
         self.total = total
         self.done = 0
@@ -98,8 +96,18 @@ class _Stages:
         return result
 
 
-def run_demo(cfg: DemoConfig) -> Path:
-    """Run every stage of the demo into ``cfg.out``; return the path of ``REPORT.md``."""
+def run_demo(cfg: DemoConfig, console: Any = None) -> Path:
+    """Run every stage of the demo into ``cfg.out``; return the path of ``REPORT.md``.
+
+    Arguments:
+        cfg: what to run.
+        console: a ``rich.console.Console`` for the stage headers and times (default: a
+            new one on standard output).
+    """
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
     from cosmobench.bench import compare, run_bench
     from cosmobench.evaluate import evaluate_shape, write_shape_report
     from cosmobench.generate.fidelity import evaluate_generation
@@ -114,7 +122,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     train_data, test_data = out / "data" / "train.zarr", out / "data" / "test.zarr"
     runs, evals = out / "runs", out / "eval"
     gen = out / "generated.zarr"
-    stages = _Stages(total=8 + len(devices) + 1)
+    stages = _Stages(8 + len(devices) + 1, console)
 
     def complete_store(path: Path) -> bool:
         try:

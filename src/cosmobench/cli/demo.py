@@ -39,6 +39,6 @@ def demo(
     cfg = DemoConfig(out=out, n_train=n_train, n_test=n_test, epochs=epochs,
                      n_generate=n_generate, workers=workers, seed=seed,
                      devices=tuple(device) if device else None, bench_budget_s=bench_budget)
-    report = run_demo(cfg)
+    report = run_demo(cfg, console)
     console.rule("done")
     console.print(f"Report: [bold]{report}[/] (figures beside it)")

@@ -134,7 +134,7 @@ def inspect_command(
     galaxies: Annotated[int, _Opt(help="Galaxies (rows) in the PNG grid.")] = 6,
 ) -> None:
     """Summarise a data set (count, bands, magnitudes, SNR, PSF, depth); --png draws examples."""
-    from cosmobench.inspect import plot_grid, summarize, summary_tables
+    from cosmobench.summary import plot_grid, summarize, summary_tables
     from cosmobench.store import open_dataset
 
     if galaxies < 1:

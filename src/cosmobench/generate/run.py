@@ -19,7 +19,6 @@ simulator), with the LSST sky per pixel ``B_b`` of :mod:`cosmobench.survey`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -78,21 +77,11 @@ class GenerateConfig(Config):
         check_choice("constants", self.constants, CONSTANTS)
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 (16 hex characters) of a model's config and weights."""
-    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
-
-
 def load_generator(
     vae_run: str | Path, flow_run: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, nn.Module, nn.Module, dict[str, str]]:
     """Load ``(vae, flow, normalizer, fingerprints)``, refusing a flow of another VAE."""
-    from cosmobench.train import load_run, vae_fingerprint
+    from cosmobench.train.runs import fingerprint, load_run, vae_fingerprint
 
     vae, vinfo = load_run(vae_run, "vae", device=device)
     flow, finfo = load_run(flow_run, "flow", device=device)
@@ -111,7 +100,7 @@ def load_generator(
             f"is {vfp}: other weights or normalisation): train a flow on this VAE "
             f"(cosmobench train flow --vae {vae_run})"
         )
-    return vae, flow, normalizer, {"vae": vfp, "flow": model_fingerprint(flow)}
+    return vae, flow, normalizer, {"vae": vfp, "flow": fingerprint(flow.config, flow)}
 
 
 def sky_levels(constants: str = "surveycodex", years: float = 10.0) -> np.ndarray:

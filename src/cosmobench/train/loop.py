@@ -51,7 +51,7 @@ from cosmobench.train.runs import (
     run_kind,
 )
 from cosmobench.train.step import LossModule, autocast, make_optimizer, make_train_step, model_loss
-from cosmobench.train.support import EpochBar, get_rng, quiet_compiler, set_rng, split_id
+from cosmobench.train.bookkeeping import EpochBar, get_rng, quiet_compiler, set_rng, split_id
 from cosmobench.train.tasks import Task
 
 __all__ = ["fit"]

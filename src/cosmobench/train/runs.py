@@ -37,6 +37,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "MODEL_FILE",
     "load_run",
+    "fingerprint",
     "vae_fingerprint",
     "run_kind",
 ]
@@ -129,20 +130,32 @@ def load_run(
     return model.to(device).eval(), info
 
 
+def fingerprint(config: Any, *modules: nn.Module) -> str:
+    """SHA-256 (16 hex characters) of a config and the state of ``modules``, in order.
+
+    Every tensor of every module's ``state_dict`` counts by name, dtype, shape and bytes,
+    so another training, size or normalisation gives another fingerprint.
+
+    Example:
+        >>> from cosmobench.models import FlowConfig, LatentFlow
+        >>> flow = LatentFlow(FlowConfig(features=4))
+        >>> fingerprint(flow.config, flow) == fingerprint(flow.config, flow)
+        True
+    """
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for module in modules:
+        for name, t in sorted(module.state_dict().items()):
+            t = t.detach().to("cpu").contiguous()
+            h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
 def vae_fingerprint(vae: nn.Module, normalizer: nn.Module) -> str:
-    """SHA-256 of a VAE's config, its normaliser and its weights (hex, 16 characters).
+    """The :func:`fingerprint` of a VAE's config, its normaliser and its weights.
 
     A flow stores the fingerprint of the VAE it was trained on; a generator compares it
     with the VAE it is given, so a flow is never decoded through another VAE (another
     training, latent size or normalisation).
     """
-    h = hashlib.sha256()
-    h.update(json.dumps(vae.config.to_dict(), sort_keys=True).encode())
-    for sd in (normalizer.state_dict(), vae.state_dict()):
-        for name in sorted(sd):
-            t = sd[name].detach().to("cpu").contiguous()
-            h.update(name.encode())
-            h.update(str(t.dtype).encode())
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
+    return fingerprint(vae.config, normalizer, vae)

@@ -1,5 +1,6 @@
-"""Support of the training loop: the epoch progress bar, RNG states, the data-split id,
-and quiet compilation."""
+"""The training loop's bookkeeping: what it records and restores besides the weights
+(RNG states, the id of the data split), what it shows (the epoch progress bar) and what it
+keeps quiet (torch's notices while compiling)."""
 
 from __future__ import annotations
 
