@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = now()
     flow_batch = min(256, int(0.9 * args.n_train))
     flow_cfg = TrainConfig(epochs=args.flow_epochs, batch_size=flow_batch, val_fraction=0.05,
-                           seed=0, vae_run=str(vae_run))
-    fit(make_task("flow", {"features": 32}), train, flow_cfg, flow_run,
+                           seed=0)
+    fit(make_task("flow", {"features": 32}, {"vae_run": str(vae_run)}), train, flow_cfg, flow_run,
         resume=(flow_run / "checkpoint.pt").exists())
     stages["train_flow_s"] = now() - t0
 

@@ -39,9 +39,10 @@ def main() -> None:
     for augment in (False, True):
         out = args.work / "probe" / ("augment" if augment else "plain")
         cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, lr_schedule="cosine",
-                          compile=True, init_from=str(args.cnn_run), augment=augment)
+                          compile=True)
+        options = {"init_from": str(args.cnn_run), "augment": augment}
         if not (out / "model.pt").exists():
-            fit(make_task("cnn"), args.work / "train.zarr", cfg, out,
+            fit(make_task("cnn", None, options), args.work / "train.zarr", cfg, out,
                 resume=(out / "checkpoint.pt").exists(), progress=True)
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         model, _ = load_run(out)

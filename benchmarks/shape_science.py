@@ -254,15 +254,15 @@ def train(kind: str, data: Path, args: argparse.Namespace, precision: str, epoch
                       val_fraction=args.val_fraction, precision=precision,
                       patience=args.patience, lr_decay=args.lr_decay,
                       lr_patience=args.lr_patience, lr_schedule=args.lr_schedule,
-                      augment=not args.no_augment, compile=not args.no_compile,
-                      time_limit=minutes, init_from=str(init_from or ""))
+                      compile=not args.no_compile, time_limit=minutes)
+    options = {"augment": not args.no_augment, "init_from": str(init_from or "")}
     t0 = now()
     reused = (run / "model.pt").exists()
     if reused:
         print(f"{kind}: reusing the trained run in {run}")
     else:
         resume = (run / "checkpoint.pt").exists()
-        fit(make_task(kind), data, cfg, run, resume=resume, progress=True)
+        fit(make_task(kind, None, options), data, cfg, run, resume=resume, progress=True)
     stage_time(args.work, timings, f"train_{kind}_s", t0, reused)
     return run
 
@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "data": {"n_train": train_rec["data"]["n_train"], "n_val": train_rec["data"]["n_val"],
                  "n_test": args.n_test, "psf_fwhm": 0.65, "wide_psf": args.wide_psf},
-        "train": {k: train_rec["train_config"][k] for k in
+        "train": {k: {**train_rec["train_config"], **train_rec["task_options"]}[k] for k in
                   ("batch_size", "lr", "patience", "lr_decay", "lr_patience", "lr_schedule",
                    "augment", "compile", "precision", "epochs")},
         "epochs": {k: {"trained": len(history(r)) - 1,

@@ -70,3 +70,36 @@ def _coerce(hint: Any, value: Any) -> Any:
         inner = args[0] if args else None
         return tuple(_coerce(inner, v) for v in value)
     return value
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's description from the ``Arguments:`` or ``Attributes:`` section of a
+    config class's docstring, joined into one line.
+
+    Example:
+        >>> from cosmobench.train.config import FlowOptions
+        >>> field_docs(FlowOptions)["vae_run"]
+        'the run folder of the VAE whose latent space the flow models.'
+    """
+    import inspect
+
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    names = {f.name for f in dataclasses.fields(cls)}
+    current = None
+    inside = False
+    for line in lines:
+        if line.strip() in ("Arguments:", "Attributes:"):
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line and not line.startswith(" "):
+            break
+        head, _, rest = line.strip().partition(": ")
+        if line.startswith("    ") and not line.startswith("     ") and head in names:
+            current = head
+            docs[current] = rest.strip()
+        elif current is not None and line.strip():
+            docs[current] += " " + line.strip()
+    return docs

@@ -143,12 +143,13 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> Path:
                        precision="fp32", device="cpu")
     for kind in ("cnn", "bnn", "vae", "flow"):
         run_dir = runs / kind
-        kcfg = tcfg.replace(vae_run=str(runs / "vae")) if kind == "flow" else tcfg
+        options = {"vae_run": str(runs / "vae")} if kind == "flow" else {}
         # model.pt is written when training ends; a checkpoint alone means a killed run
         resume = (run_dir / "checkpoint.pt").exists()
         stages.run(f"train {kind}",
-                   lambda kind=kind, run_dir=run_dir, kcfg=kcfg, resume=resume: fit(
-                       make_task(kind), train_data, kcfg, run_dir, resume=resume),
+                   lambda kind=kind, run_dir=run_dir, options=options, resume=resume: fit(
+                       make_task(kind, None, options), train_data, tcfg, run_dir,
+                       resume=resume),
                    skip=(run_dir / "model.pt").exists())
 
     def evaluate_both() -> dict[str, Any]:

@@ -170,9 +170,9 @@ def test_bnn_starts_from_a_trained_cnn(tmp_path, write_store):
     data = write_store(tmp_path / "d.zarr", n=48, size=16)
     cfg = TrainConfig(epochs=2, batch_size=8)
     fit(make_task("cnn", SMALL_CNN), data, cfg, tmp_path / "cnn", progress=False)
-    task = make_task("bnn", SMALL_CNN)
-    fit(task, data, cfg.replace(init_from=str(tmp_path / "cnn"), epochs=1), tmp_path / "bnn",
-        progress=False)
+    start = {"init_from": str(tmp_path / "cnn")}
+    task = make_task("bnn", SMALL_CNN, start)
+    fit(task, data, cfg.replace(epochs=1), tmp_path / "bnn", progress=False)
     cnn = load_checkpoint(tmp_path / "cnn" / "model.pt")
     bnn = load_checkpoint(tmp_path / "bnn" / "checkpoint.pt")
     assert bnn["task_state"]["input_scaling"] == cnn["input_scaling"]
@@ -182,7 +182,6 @@ def test_bnn_starts_from_a_trained_cnn(tmp_path, write_store):
     assert first["epoch"] == 0 and first["val_nll"] == pytest.approx(cnn["val_loss"], abs=1e-3)
     fresh = _rows(tmp_path / "cnn")[0]["val_loss"]
     assert abs(fresh - cnn["val_loss"]) > 1e-2  # (a fresh network is elsewhere)
-    task.cfg = cfg.replace(init_from=str(tmp_path / "cnn"))
     task._source = task._load_source()
     model = task.build_model()
     task.initialise(model)
@@ -190,8 +189,7 @@ def test_bnn_starts_from_a_trained_cnn(tmp_path, write_store):
     assert torch.equal(model.dense.weight_mu, cnn["state_dict"]["dense.weight"])
     assert float(model.features[1].weight_sigma.detach().max()) < 1e-3
 
-    other = make_task("bnn", {**SMALL_CNN, "targets": ["e1", "e2"]})
+    other = make_task("bnn", {**SMALL_CNN, "targets": ["e1", "e2"]}, start)
     with pytest.raises(CosmobenchError, match="its targets differ from this run's"):
-        fit(other, data, cfg.replace(init_from=str(tmp_path / "cnn")), tmp_path / "b2",
-            progress=False)
+        fit(other, data, cfg, tmp_path / "b2", progress=False)
     assert not (tmp_path / "b2").exists()

@@ -134,6 +134,6 @@ def test_flow_needs_a_vae_run(tiny_dataset, tmp_path):
     task = make_task("flow", {"features": 4})
     with pytest.raises(CosmobenchError, match="needs the VAE run"):
         fit(task, tiny_dataset, TrainConfig(epochs=1), tmp_path / "f", progress=False)
+    task = make_task("flow", {"features": 4}, {"vae_run": str(tmp_path)})
     with pytest.raises(CosmobenchError, match="no trained model in"):
-        fit(task, tiny_dataset, TrainConfig(epochs=1, vae_run=str(tmp_path)), tmp_path / "f",
-            progress=False)
+        fit(task, tiny_dataset, TrainConfig(epochs=1), tmp_path / "f", progress=False)

@@ -134,8 +134,8 @@ def inspect_command(
     galaxies: Annotated[int, _Opt(help="Galaxies (rows) in the PNG grid.")] = 6,
 ) -> None:
     """Summarise a data set (count, bands, magnitudes, SNR, PSF, depth); --png draws examples."""
-    from cosmobench.summary import plot_grid, summarize, summary_tables
     from cosmobench.store import open_dataset
+    from cosmobench.summary import plot_grid, summarize, summary_tables
 
     if galaxies < 1:
         raise CosmobenchError(f"--galaxies must be >= 1; got {galaxies}")

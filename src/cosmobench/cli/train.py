@@ -1,22 +1,34 @@
 """CLI: ``cosmobench train cnn|bnn|vae|flow`` — parse options into configs, call ``fit``.
 
-Every subcommand shares the training options (paper defaults: Adam, lr 1e-3). With
-``--resume`` the run's stored settings fill every option not given; ``--epochs``,
-``--patience`` and ``--device`` may change, anything else must match. The same command runs
-under ``torchrun --nproc-per-node N -m cosmobench train ...`` as DistributedDataParallel.
+The options are not written here: every field of
+:class:`~cosmobench.train.config.TrainConfig` is an option of every ``train`` command, every
+field of the task's option class (:data:`~cosmobench.train.config.TASK_OPTIONS`) an option
+of that task's commands, each with its help from the field's description and its default
+from the dataclass. Adding a field to one of those dataclasses (with a line in its
+docstring) adds the option. The model options each command exposes are listed in
+:data:`MODEL_OPTIONS`.
+
+With ``--resume`` the run's stored settings fill every option not given
+(:func:`cosmobench.train.resume.resolve_settings`). The same command runs under
+``torchrun --nproc-per-node N -m cosmobench train ...`` as DistributedDataParallel.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cosmobench.cli.app import app, err_console
-from cosmobench.errors import CosmobenchError
+from cosmobench.config import field_docs
+from cosmobench.train.config import TASK_OPTIONS, TrainConfig
 
-__all__ = ["train_app"]
+__all__ = ["train_app", "MODEL_OPTIONS"]
 
 train_app = typer.Typer(
     name="train",
@@ -25,178 +37,119 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
-Data = Annotated[Path, typer.Option("--data", help="Training store (DATA.zarr).")]
-Out = Annotated[Path, typer.Option("--out", help="Run folder to write (or --resume).")]
-Epochs = Annotated[int | None, typer.Option(help="Epochs to train (default: 10).")]
-Batch = Annotated[int | None, typer.Option(
-    "--batch-size", help="Images per step per process (default: 32).")]
-Lr = Annotated[float | None, typer.Option(help="Adam learning rate (default: 1e-3).")]
-Seed = Annotated[int | None, typer.Option(help="Seed of weights, shuffles, noise (default: 0).")]
-ValFrac = Annotated[float | None, typer.Option(
-    "--val-fraction", help="Share of galaxies held out, by index (default: 0.1).")]
-Precision = Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast) (default: fp32).")]
-Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, ... (default: cpu).")]
-Patience = Annotated[int | None, typer.Option(
-    help="Early stopping: epochs without a better validation loss (default: 0 = off).")]
-LrDecay = Annotated[float | None, typer.Option(
-    "--lr-decay", help="Multiply the learning rate by this when the validation loss has not "
-    "improved for --lr-patience epochs (default: 1 = constant, the paper).")]
-LrPatience = Annotated[int | None, typer.Option(
-    "--lr-patience", help="Epochs without improvement before each decay (default: 2).")]
-LrSchedule = Annotated[str | None, typer.Option(
-    "--lr-schedule", help="constant (the paper) or cosine: anneal the rate to zero over "
-    "--epochs, every step (default: constant).")]
-Augment = Annotated[bool, typer.Option(
-    "--augment", help="Show each galaxy under a random symmetry of its stamp (transpose, "
-    "flips; e1, e2 transformed to match). Not the paper's training.")]
-DropBad = Annotated[bool, typer.Option(
-    "--drop-nonfinite", help="Leave out galaxies with NaN/inf pixels or labels (reported).")]
-Compile = Annotated[bool, typer.Option(
-    "--compile", help="torch.compile the step (several times faster on CPUs after a "
-    "compilation of about a minute; drops each epoch's last partial batch).")]
-TimeLimit = Annotated[float | None, typer.Option(
-    "--time-limit", help="Minutes this invocation may train; no epoch starts that would end "
-    "past it (default: 0 = none).")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
-Targets = Annotated[str | None, typer.Option(
-    help="Predicted quantities: e1,e2,z or e1,e2 (default: e1,e2,z).")]
-Scaling = Annotated[str | None, typer.Option(
-    "--input-scaling", help="arcsinh (per band, at the noise level) or none (default: arcsinh).")]
-InitFrom = Annotated[Path | None, typer.Option(
-    "--init-from", help="Start from the weights of a finished cnn/bnn run (a BNN's means "
-    "from a CNN: MOPED).")]
-Prelu = Annotated[str | None, typer.Option(help="element (Keras) or channel (default: element).")]
+_TARGETS = "Predicted quantities, comma-separated: e1,e2,z or e1,e2 (default: e1,e2,z)."
+_PRELU = "element (Keras) or channel (default: element)."
+#: The model-config options of each command: (field, option type, help).
+MODEL_OPTIONS: dict[str, list[tuple[str, Any, str]]] = {
+    "cnn": [("targets", str, _TARGETS), ("prelu", str, _PRELU)],
+    "bnn": [("targets", str, _TARGETS), ("prelu", str, _PRELU),
+            ("flipout", bool, "Flipout weight noise.")],
+    "vae": [("latent", int, "Latent size (default: 32).")],
+    "flow": [],
+}
+#: Option names that are not the field's name with dashes.
+_RENAMED = {"vae_run": "--vae"}
+#: Required options (no default that could train anything).
+_REQUIRED = {"data", "vae_run"}
+_DOCS = {
+    "cnn": "Train the deterministic shape CNN (1,517,217 parameters for e1,e2,z).",
+    "bnn": "Train the Bayesian shape CNN (2,726,241 parameters; loss = negative ELBO).",
+    "vae": "Train the VAE noisy → noiseless on band-normalised images; writes a "
+    "reconstruction PNG.",
+    "flow": "Train the masked autoregressive flow on the VAE's encoder means of DATA.",
+}
 
 
-def _given(**opts: Any) -> dict[str, Any]:
-    """The options given on the command line (unset options and flags left out)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in opts.items()
-            if v is not None and v is not False}
+def _help(doc: str, default: Any) -> str:
+    """The first sentence of a field's description, without reST markup, and its default."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc).replace("``", "")
+    first = re.split(r"(?<=[.)])\s+(?=[A-Z])", text, maxsplit=1)[0].rstrip(".")
+    first = first[:1].upper() + first[1:]
+    unset = default is None or default is False or default == ""
+    return first + ("." if unset else f" (default: {default}).")
 
 
-def _shape_model(targets: str | None, prelu: str | None, flipout: bool) -> dict[str, Any]:
-    model = _given(prelu=prelu, flipout=flipout)
-    if targets is not None:
-        model["targets"] = [t.strip() for t in targets.split(",") if t.strip()]
-    return model
+def _param(name: str, hint: Any, help_text: str, flag: str | None = None,
+           required: bool = False) -> inspect.Parameter:
+    """A keyword parameter typer turns into ``--name`` (a bare flag for booleans)."""
+    flag = flag or "--" + name.replace("_", "-")
+    if required:
+        annotation, default = Annotated[Path, typer.Option(flag, help=help_text)], inspect._empty
+    elif hint is bool:
+        annotation, default = Annotated[bool, typer.Option(flag, help=help_text)], False
+    else:
+        annotation, default = Annotated[hint | None, typer.Option(flag, help=help_text)], None
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)
 
 
-def _run(kind: str, out: Path, resume: bool, progress: bool, train_opts: dict[str, Any],
-         model_opts: dict[str, Any]) -> None:
-    from cosmobench.train import TrainConfig, fit, make_task
-    from cosmobench.train.config import RESUMABLE_CHANGES
-    from cosmobench.train.runs import CONFIG_FILE
+def _config_params(cls: type) -> list[inspect.Parameter]:
+    """One option per field of config class ``cls``, help and default from the class."""
+    docs, hints = field_docs(cls), typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = Path if f.name in ("data", "vae_run", "init_from") else hints[f.name]
+        out.append(_param(f.name, hint, _help(docs.get(f.name, ""), f.default),
+                          _RENAMED.get(f.name), f.name in _REQUIRED))
+    return out
 
-    stored = out / CONFIG_FILE
-    if resume and stored.is_file():
-        from cosmobench.files import read_json
 
-        rec = read_json(stored, "run config")
-        if isinstance(rec, dict) and rec.get("kind") == kind:
-            old = rec["train_config"]
-            clash = [k for k, v in train_opts.items()
-                     if k not in RESUMABLE_CHANGES and k in old and old[k] != v
-                     and not (k == "data" and Path(old[k]).resolve() == Path(v).resolve())]
-            clash += [k for k, v in model_opts.items() if rec["model_config"].get(k) != v]
-            if clash:
-                raise CosmobenchError(
-                    f"cannot resume {out} with other settings ({', '.join(clash)}); only "
-                    f"{', '.join(RESUMABLE_CHANGES)} may change")
-            train_opts = {**old, **{k: v for k, v in train_opts.items()
-                                    if k in RESUMABLE_CHANGES}}
-            model_opts = rec["model_config"]
-    cfg = TrainConfig.from_dict(train_opts)
+def _given(values: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The options among ``names`` given on the command line (unset ones and off flags left
+    out), paths as strings."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()
+            if k in names and v is not None and v is not False}
+
+
+def _run(kind: str, values: dict[str, Any]) -> None:
+    from cosmobench.train import fit, make_task
+    from cosmobench.train.resume import resolve_settings
+
+    out = Path(values["out"])
+    train = _given(values, {f.name for f in dataclasses.fields(TrainConfig)})
+    options = _given(values, {f.name for f in dataclasses.fields(TASK_OPTIONS[kind])})
+    model = _given(values, {name for name, _, _ in MODEL_OPTIONS[kind]})
+    if isinstance(model.get("targets"), str):
+        model["targets"] = [t.strip() for t in model["targets"].split(",") if t.strip()]
+    if kind == "flow" and "vae_run" in options:
+        from cosmobench.train.runs import run_latent
+
+        latent = run_latent(options["vae_run"])
+        if latent is not None:
+            model["features"] = latent
+    train, model, options = resolve_settings(kind, out, values["resume"], train, model, options)
     try:
-        fit(make_task(kind, model_opts), None, cfg, out, resume=resume, progress=progress)
+        fit(make_task(kind, model, options), None, TrainConfig.from_dict(train), out,
+            resume=values["resume"], progress=values["progress"])
     except KeyboardInterrupt:
         err_console.print(f"interrupted: continue with the same command plus --resume "
                           f"(the last finished epoch is in {out})")
         raise
 
 
-@train_app.command("cnn")
-def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
-              lr: Lr = None, targets: Targets = None, device: Device = None, seed: Seed = None,
-              val_fraction: ValFrac = None, precision: Precision = None,
-              patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
-              input_scaling: Scaling = None, prelu: Prelu = None,
-              init_from: InitFrom = None, augment: Augment = False,
-              drop_nonfinite: DropBad = False,
-              compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
-              progress: Progress = True) -> None:
-    """Train the deterministic shape CNN (1,517,217 parameters for e1,e2,z)."""
-    train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                   seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
-                   lr_schedule=lr_schedule,
-                   input_scaling=input_scaling, init_from=init_from, augment=augment,
-                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
-    _run("cnn", out, resume, progress, train, _shape_model(targets, prelu, False))
+def _command(kind: str) -> None:
+    """Register ``train KIND`` with the options of its configs."""
+    params = [
+        *_config_params(TASK_OPTIONS[kind]),
+        *_config_params(TrainConfig),
+        _param("out", Path, "Run folder to write (or --resume).", required=True),
+        *(_param(name, hint, text) for name, hint, text in MODEL_OPTIONS[kind]),
+        _param("resume", bool, "Continue the run in --out."),
+        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True,
+                          annotation=Annotated[bool, typer.Option(
+                              "--progress/--no-progress", help="Progress bar.")]),
+    ]
+    params.sort(key=lambda p: p.default is not inspect._empty)  # required first
+
+    def command(**values: Any) -> None:
+        _run(kind, values)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = _DOCS[kind]
+    command.__name__ = f"train_{kind}"
+    train_app.command(kind)(command)
 
 
-@train_app.command("bnn")
-def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
-              lr: Lr = None, targets: Targets = None, device: Device = None, seed: Seed = None,
-              val_fraction: ValFrac = None, precision: Precision = None,
-              patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
-              input_scaling: Scaling = None, prelu: Prelu = None,
-              flipout: Annotated[bool, typer.Option(help="Flipout weight noise.")] = False,
-              init_from: InitFrom = None, augment: Augment = False,
-              drop_nonfinite: DropBad = False,
-              compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
-              progress: Progress = True) -> None:
-    """Train the Bayesian shape CNN (2,726,241 parameters; loss = negative ELBO)."""
-    train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                   seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
-                   lr_schedule=lr_schedule,
-                   input_scaling=input_scaling, init_from=init_from, augment=augment,
-                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
-    _run("bnn", out, resume, progress, train, _shape_model(targets, prelu, flipout))
-
-
-@train_app.command("vae")
-def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
-              lr: Lr = None, device: Device = None, seed: Seed = None,
-              val_fraction: ValFrac = None, precision: Precision = None,
-              patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
-              latent: Annotated[int | None, typer.Option(help="Latent size (default: 32).")]
-              = None,
-              drop_nonfinite: DropBad = False, compile: Compile = False,
-              time_limit: TimeLimit = None, resume: Resume = False,
-              progress: Progress = True) -> None:
-    """Train the VAE noisy → noiseless on band-normalised images; writes a reconstruction PNG."""
-    train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                   seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
-                   lr_schedule=lr_schedule,
-                   drop_nonfinite=drop_nonfinite, compile=compile,
-                   time_limit=time_limit)
-    _run("vae", out, resume, progress, train, _given(latent=latent))
-
-
-@train_app.command("flow")
-def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run folder.")],
-               data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = None,
-               lr: Lr = None, device: Device = None, seed: Seed = None,
-               val_fraction: ValFrac = None, precision: Precision = None,
-               patience: Patience = None, lr_decay: LrDecay = None,
-              lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
-               drop_nonfinite: DropBad = False,
-               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
-               progress: Progress = True) -> None:
-    """Train the masked autoregressive flow on the VAE's encoder means of DATA."""
-    from cosmobench.train.runs import load_run
-
-    _vae, info = load_run(vae, expect_kind="vae")
-    train = _given(data=data, vae_run=vae, epochs=epochs, batch_size=batch_size, lr=lr,
-                   device=device, seed=seed, val_fraction=val_fraction, precision=precision,
-                   patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
-                   lr_schedule=lr_schedule,
-                   drop_nonfinite=drop_nonfinite, compile=compile,
-                   time_limit=time_limit)
-    _run("flow", out, resume, progress, train, {"features": int(info["model_config"]["latent"])})
+for _kind in ("cnn", "bnn", "vae", "flow"):
+    _command(_kind)

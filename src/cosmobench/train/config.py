@@ -1,4 +1,6 @@
-"""The training configuration: one frozen dataclass, stored in every checkpoint and run.
+"""The training configuration, stored in every checkpoint and run: how any network is
+trained (:class:`TrainConfig`), and the options of one task (:class:`ShapeOptions` for the
+shape networks, :class:`FlowOptions` for the flow; the VAE has none).
 
 Defaults follow Arcelin (2021, arXiv:2106.02465): Adam with learning rate 1e-3 for every
 network. The rest are choices a science run needs and the paper leaves open (validation
@@ -8,12 +10,24 @@ split, early stopping, precision); each default says why.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from cosmobench.config import Config
 from cosmobench.devices import PRECISIONS
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 
-__all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "LR_SCHEDULES", "RESUMABLE_CHANGES"]
+__all__ = [
+    "TrainConfig",
+    "TaskOptions",
+    "ShapeOptions",
+    "FlowOptions",
+    "TASK_OPTIONS",
+    "PRECISIONS",
+    "SCALINGS",
+    "LR_SCHEDULES",
+    "RESUMABLE_CHANGES",
+    "split_legacy",
+]
 
 #: Input scalings for the shape networks (see :mod:`cosmobench.train.scaling`).
 SCALINGS = ("arcsinh", "none")
@@ -53,17 +67,8 @@ class TrainConfig(Config):
             which is what its predicted covariances need to be calibrated. The schedule is
             fixed by ``epochs``: a cosine run cannot be resumed with other epochs, and a
             ``time_limit`` that stops it early leaves the rate partly annealed.
-        augment: shape networks only: show each training galaxy under a random symmetry of
-            its square stamp (transpose, flips), its ellipticity transformed to match
-            (:mod:`cosmobench.train.augment`): eight times the distinct training images,
-            exact for the round PSFs and white noise the simulator draws. Off by default,
-            as the paper trained without it.
         drop_nonfinite: leave out galaxies with NaN/inf pixels or labels (they are counted
             and reported) instead of refusing the data set.
-        input_scaling: shape networks only: ``arcsinh`` (per-band arcsinh at the noise level,
-            fitted on the training split, stored with the model) or ``none`` (raw counts
-            straight into the BatchNorm, as the paper did).
-        vae_run: flow only: the run folder of the VAE whose latent space the flow models.
         compile: ``torch.compile`` the training step and the validation forward pass (the
             same computation, fused: several times faster on CPUs, where the element-wise
             PReLU dominates eager time); the last partial batch of an epoch is then left
@@ -71,10 +76,6 @@ class TrainConfig(Config):
         time_limit: minutes of training this invocation may spend (0 = no limit): no epoch
             starts that would end past it, judging by the epochs timed so far. The run stays
             resumable; ``model.pt`` holds the best weights so far.
-        init_from: shape networks only: a finished ``cnn`` or ``bnn`` run (same targets and
-            architecture) whose weights start this one instead of the random initialisation;
-            a BNN's posterior means start at a CNN's weights, as in MOPED (Krishnan, Subedar
-            & Tickoo 2020, arXiv:1906.05323), and the input scaling is the source run's.
     """
 
     data: str = ""
@@ -89,13 +90,9 @@ class TrainConfig(Config):
     lr_decay: float = 1.0
     lr_patience: int = 2
     lr_schedule: str = "constant"
-    augment: bool = False
     drop_nonfinite: bool = False
-    input_scaling: str = "arcsinh"
-    vae_run: str = ""
     compile: bool = False
     time_limit: float = 0.0
-    init_from: str = ""
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)
@@ -104,7 +101,6 @@ class TrainConfig(Config):
         check_positive("patience", self.patience, strict=False)
         check_positive("time limit", self.time_limit, strict=False)
         check_choice("precision", self.precision, PRECISIONS)
-        check_choice("input scaling", self.input_scaling, SCALINGS)
         if not 0.0 <= self.val_fraction < 1.0:
             raise CosmobenchError(
                 f"validation fraction must be in [0, 1); got {self.val_fraction!r}"
@@ -121,3 +117,74 @@ class TrainConfig(Config):
                                   "split (val fraction > 0)")
         if int(self.seed) != self.seed or self.seed < 0:
             raise CosmobenchError(f"seed must be an integer >= 0; got {self.seed!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOptions(Config):
+    """Options of one kind of task; the VAE's task has none."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeOptions(TaskOptions):
+    """Options of the shape networks (``cnn``, ``bnn``).
+
+    Arguments:
+        augment: show each training galaxy under a random symmetry of its square stamp
+            (transpose, flips), its ellipticity transformed to match
+            (:mod:`cosmobench.train.augment`): eight times the distinct training images,
+            exact for the round PSFs and white noise the simulator draws. Off by default,
+            as the paper trained without it.
+        input_scaling: ``arcsinh`` (per-band arcsinh at the noise level, fitted on the
+            training split, stored with the model) or ``none`` (raw counts straight into the
+            BatchNorm, as the paper did).
+        init_from: a finished ``cnn`` or ``bnn`` run (same targets and architecture) whose
+            weights start this one instead of the random initialisation; a BNN's posterior
+            means start at a CNN's weights, as in MOPED (Krishnan, Subedar & Tickoo 2020,
+            arXiv:1906.05323), and the input scaling is the source run's.
+    """
+
+    augment: bool = False
+    input_scaling: str = "arcsinh"
+    init_from: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("input scaling", self.input_scaling, SCALINGS)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowOptions(TaskOptions):
+    """Options of the latent flow.
+
+    Arguments:
+        vae_run: the run folder of the VAE whose latent space the flow models.
+    """
+
+    vae_run: str = ""
+
+
+#: The option class of each task kind.
+TASK_OPTIONS: dict[str, type[TaskOptions]] = {
+    "cnn": ShapeOptions, "bnn": ShapeOptions, "vae": TaskOptions, "flow": FlowOptions,
+}
+
+
+def split_legacy(kind: str, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(train_config, task_options)`` dicts of a stored run record (``config.json`` or a
+    checkpoint). Runs written before task options had their own class kept them among the
+    training fields (``augment``, ``input_scaling``, ``init_from``, ``vae_run``); they are
+    moved to the task's options, and other tasks' leftovers are dropped.
+
+    Example:
+        >>> split_legacy("flow", {"train_config": {"epochs": 2, "vae_run": "v", "augment": False}})
+        ({'epochs': 2}, {'vae_run': 'v'})
+    """
+    train = dict(record.get("train_config") or {})
+    legacy = {k: train.pop(k) for k in _LEGACY if k in train}
+    own = {f.name for f in dataclasses.fields(TASK_OPTIONS[kind])}
+    options = record.get("task_options")
+    if options is None:
+        options = {k: v for k, v in legacy.items() if k in own}
+    return train, dict(options)
+
+
+_LEGACY = ("augment", "input_scaling", "init_from", "vae_run")

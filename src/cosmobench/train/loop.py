@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from cosmobench.errors import CosmobenchError
 from cosmobench.files import atomic_write, load_checkpoint, save_checkpoint, write_json
-from cosmobench.train.config import RESUMABLE_CHANGES, TrainConfig
+from cosmobench.train.bookkeeping import EpochBar, get_rng, quiet_compiler, set_rng, split_id
+from cosmobench.train.config import RESUMABLE_CHANGES, TrainConfig, split_legacy
 from cosmobench.train.data import (
     TensorSplit,
     check_batch_size,
@@ -51,7 +52,6 @@ from cosmobench.train.runs import (
     run_kind,
 )
 from cosmobench.train.step import LossModule, autocast, make_optimizer, make_train_step, model_loss
-from cosmobench.train.bookkeeping import EpochBar, get_rng, quiet_compiler, set_rng, split_id
 from cosmobench.train.tasks import Task
 
 __all__ = ["fit"]
@@ -137,10 +137,11 @@ class _Trainer:
         return ckpt
 
     def _check_same(self, ckpt: dict[str, Any]) -> None:
-        # settings a run predates take their defaults
-        old = {**TrainConfig().to_dict(), **ckpt["train_config"]}
+        old, old_options = split_legacy(self.task.kind, ckpt)
         new = self.cfg.to_dict()
         changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+        if self.task.options.replace(**old_options) != self.task.options:
+            changed.append("task options")
         if new.get("lr_schedule") == "cosine" and old.get("epochs") != new["epochs"]:
             changed.append("epochs (they fix the cosine schedule)")
         if ckpt["model_config"] != self.task.model_config.to_dict():
@@ -329,6 +330,7 @@ class _Trainer:
         return {
             "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
             "train_config": self.cfg.to_dict(),
+            "task_options": self.task.options.to_dict(),
             "model_config": self.task.model_config.to_dict(),
             "data": {"path": str(Path(self.cfg.data).resolve()), "n_train": n_train,
                      "n_val": n_val, "id": data_id, **self.task.report},
@@ -345,6 +347,7 @@ class _Trainer:
             "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": None if sched is None else sched.state_dict(),
             "rng": get_rng(), "train_config": self.cfg.to_dict(),
+            "task_options": self.task.options.to_dict(),
             "model_config": self.task.model_config.to_dict(),
             "task_state": self.task.state(), "data_id": record["data"]["id"],
         })
@@ -362,7 +365,8 @@ class _Trainer:
         final = {
             "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
             "model_config": self.task.model_config.to_dict(), "state_dict": weights,
-            "train_config": self.cfg.to_dict(), "epoch": st["best_epoch"],
+            "train_config": self.cfg.to_dict(), "task_options": self.task.options.to_dict(),
+            "epoch": st["best_epoch"],
             "epochs_trained": st["epoch"], "val_loss": st["best_val"],
             "data": record["data"], **self.task.state(),
         }

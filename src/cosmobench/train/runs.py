@@ -40,6 +40,7 @@ __all__ = [
     "fingerprint",
     "vae_fingerprint",
     "run_kind",
+    "run_latent",
 ]
 
 RUN_FORMAT = "cosmobench.run"
@@ -59,6 +60,16 @@ def run_kind(folder: Path) -> str | None:
     if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
         raise CosmobenchError(f"{cfg} is not a cosmobench run config")
     return str(data.get("kind"))
+
+
+def run_latent(folder: str | Path) -> int | None:
+    """The latent size of a VAE run, read from its ``config.json`` without loading weights;
+    ``None`` when the folder holds no VAE run (loading it then says why)."""
+    cfg = Path(folder) / CONFIG_FILE
+    data = read_json(cfg, "run config") if cfg.is_file() else None
+    if not isinstance(data, dict) or data.get("kind") != "vae":
+        return None
+    return int((data.get("model_config") or {}).get("latent", 32))
 
 
 def _kinds(expect_kind: str | Iterable[str] | None) -> tuple[str, ...] | None:

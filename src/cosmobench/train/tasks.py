@@ -16,6 +16,7 @@ rest:
 from __future__ import annotations
 
 import abc
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,13 @@ from torch import Tensor, nn
 from cosmobench.config import Config
 from cosmobench.errors import CosmobenchError, check_choice
 from cosmobench.models.registry import MODEL_KINDS, SHAPE_KINDS
-from cosmobench.train.config import TrainConfig
+from cosmobench.train.config import (
+    TASK_OPTIONS,
+    FlowOptions,
+    ShapeOptions,
+    TaskOptions,
+    TrainConfig,
+)
 from cosmobench.train.data import TensorSplit, nonfinite_rows, place, split_by_index
 from cosmobench.train.distributed import DistInfo
 from cosmobench.train.scaling import ArcsinhScaler, scaler_from_dict
@@ -43,14 +50,14 @@ class Task(abc.ABC):
     Arguments:
         model_config: the model's configuration (``ShapeConfig``, ``VAEConfig``,
             ``FlowConfig``).
+        options: the task's own options (:data:`~cosmobench.train.config.TASK_OPTIONS`).
     """
 
     kind: str
-    #: whether :meth:`augment` can transform this task's batches (``cfg.augment``)
-    augmentable: bool = False
 
-    def __init__(self, model_config: Config) -> None:
+    def __init__(self, model_config: Config, options: TaskOptions | None = None) -> None:
         self.model_config = model_config
+        self.options = options if options is not None else TaskOptions()
         self.cfg = TrainConfig()  # set by prepare()
         self.report: dict[str, Any] = {}  # what data preparation found (dropped galaxies ...)
 
@@ -72,8 +79,6 @@ class Task(abc.ABC):
         """
         self.cfg = cfg
         self.report = {}
-        if cfg.augment and not self.augmentable:
-            raise CosmobenchError(f"--augment applies to cnn and bnn runs, not to a {self.kind}")
         return self._prepare(info, state)
 
     def augment(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -94,9 +99,9 @@ class Task(abc.ABC):
         return []
 
     def initialise(self, model: nn.Module) -> None:
-        """Start a new run's freshly built model from ``cfg.init_from`` (if given)."""
-        if self.cfg.init_from:
-            raise CosmobenchError(f"--init-from applies to cnn and bnn runs, not to a {self.kind}")
+        """Start a new run's freshly built model (from another run's weights, where the task
+        has such an option); the random initialisation stays otherwise."""
+        return
 
 
 # -------------------------------------------------------------------------------- data
@@ -172,10 +177,10 @@ def _take(t: Tensor, pos: np.ndarray) -> Tensor:
 class ShapeTask(Task):
     """The shape CNN (``kind="cnn"``) or BNN (``kind="bnn"``): noisy images → targets."""
 
-    augmentable = True
+    options: ShapeOptions
 
-    def __init__(self, model_config: Config) -> None:
-        super().__init__(model_config)
+    def __init__(self, model_config: Config, options: ShapeOptions | None = None) -> None:
+        super().__init__(model_config, options if options is not None else ShapeOptions())
         self.kind = SHAPE_KINDS[bool(model_config.bayesian)]
         self.scaler: ArcsinhScaler | None = None
         self._source: dict[str, Any] | None = None
@@ -200,13 +205,13 @@ class ShapeTask(Task):
         x_train, x_val = _take(x, train_pos), _take(x, val_pos)
         del x
         self._source = None
-        if state is None and self.cfg.init_from:
+        if state is None and self.options.init_from:
             self._source = self._load_source()
         if state is not None:
             self.scaler = scaler_from_dict(state.get("input_scaling"))
         elif self._source is not None:
             self.scaler = scaler_from_dict(self._source.get("input_scaling"))
-        elif self.cfg.input_scaling == "arcsinh":
+        elif self.options.input_scaling == "arcsinh":
             self.scaler = ArcsinhScaler.fit(x_train)
         if self.scaler is not None:
             _apply_inplace(self.scaler, x_train)
@@ -216,19 +221,19 @@ class ShapeTask(Task):
         return train.to(info.device), val.to(info.device)
 
     def augment(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """With ``cfg.augment``, each galaxy under a random symmetry of its stamp."""
-        if not self.cfg.augment or y is None:
+        """With ``options.augment``, each galaxy under a random symmetry of its stamp."""
+        if not self.options.augment or y is None:
             return x, y
         from cosmobench.train.augment import dihedral
 
         return dihedral(x, y, self.model_config.targets)
 
     def _load_source(self) -> dict[str, Any]:
-        """The ``model.pt`` of ``cfg.init_from``, checked to fit this run."""
+        """The ``model.pt`` of ``options.init_from``, checked to fit this run."""
         from cosmobench.files import load_checkpoint
         from cosmobench.train.runs import MODEL_FILE
 
-        path = Path(self.cfg.init_from)
+        path = Path(self.options.init_from)
         src = load_checkpoint(path / MODEL_FILE if path.is_dir() else path)
         kind = src.get("kind")
         if kind not in SHAPE_KINDS:
@@ -241,7 +246,7 @@ class ShapeTask(Task):
             raise CosmobenchError(f"--init-from {path}: its {', '.join(differ)} differ from "
                                   "this run's; the weights cannot start it")
         scaling = (src.get("input_scaling") or {"kind": "none"})["kind"]
-        if scaling != self.cfg.input_scaling:
+        if scaling != self.options.input_scaling:
             raise CosmobenchError(f"--init-from {path} was trained with input scaling "
                                   f"{scaling}; use --input-scaling {scaling}")
         return src
@@ -279,8 +284,8 @@ class VAETask(Task):
 
     kind = "vae"
 
-    def __init__(self, model_config: Config) -> None:
-        super().__init__(model_config)
+    def __init__(self, model_config: Config, options: TaskOptions | None = None) -> None:
+        super().__init__(model_config, options)
         self.normalizer: nn.Module | None = None
 
     def _prepare(self, info: DistInfo, state: dict[str, Any] | None
@@ -325,24 +330,26 @@ class FlowTask(Task):
     """The latent flow: maximum likelihood on the VAE encoder means of the data set."""
 
     kind = "flow"
+    options: FlowOptions
 
-    def __init__(self, model_config: Config) -> None:
-        super().__init__(model_config)
+    def __init__(self, model_config: Config, options: FlowOptions | None = None) -> None:
+        super().__init__(model_config, options if options is not None else FlowOptions())
         self.fingerprint = ""
 
     def _prepare(self, info: DistInfo, state: dict[str, Any] | None
                  ) -> tuple[TensorSplit, TensorSplit]:
         from cosmobench.train.runs import load_run, vae_fingerprint
 
-        if not self.cfg.vae_run:
+        vae_run = self.options.vae_run
+        if not vae_run:
             raise CosmobenchError("training a flow needs the VAE run it models (--vae RUN)")
 
-        vae, vinfo = load_run(self.cfg.vae_run, expect_kind="vae")
+        vae, vinfo = load_run(vae_run, expect_kind="vae")
         normalizer = vinfo["normalizer"]
         self.fingerprint = vae_fingerprint(vae, normalizer)
         if state is not None and state.get("vae_fingerprint") != self.fingerprint:
             raise CosmobenchError(
-                f"VAE run {self.cfg.vae_run} changed since this flow run started "
+                f"VAE run {vae_run} changed since this flow run started "
                 "(fingerprint differs); start a new flow run with another --out"
             )
         latent = int(vae.config.latent)
@@ -364,7 +371,7 @@ class FlowTask(Task):
         return train.to(info.device), val.to(info.device)
 
     def state(self) -> dict[str, Any]:
-        return {"vae_run": str(Path(self.cfg.vae_run).resolve()),
+        return {"vae_run": str(Path(self.options.vae_run).resolve()),
                 "vae_fingerprint": self.fingerprint}
 
 
@@ -387,16 +394,35 @@ def encode_means(vae: nn.Module, normalizer: nn.Module, x: Tensor, device: torch
     return torch.cat(out)
 
 
-def make_task(kind: str, model_config: Config | dict[str, Any] | None = None) -> Task:
-    """The task for model ``kind`` (cnn, bnn, vae, flow) with its model configuration
-    (a config, a dict of fields, or ``None`` for the paper's defaults)."""
+def make_task(kind: str, model_config: Config | dict[str, Any] | None = None,
+              options: TaskOptions | dict[str, Any] | None = None) -> Task:
+    """The task for model ``kind`` (cnn, bnn, vae, flow).
+
+    Arguments:
+        kind: one of :data:`TASK_KINDS`.
+        model_config: a config, a dict of fields, or ``None`` for the paper's defaults.
+        options: the task's options (:class:`~cosmobench.train.config.ShapeOptions`,
+            :class:`~cosmobench.train.config.FlowOptions`, none for the VAE), as a config or
+            a dict; an option of another task is a one-line error.
+
+    Example:
+        >>> make_task("cnn", {"targets": ["e1", "e2"]}, {"augment": True}).options.augment
+        True
+    """
     from cosmobench.models import FlowConfig, VAEConfig, shape_config
 
     check_choice("model kind", kind, TASK_KINDS)
+    option_class = TASK_OPTIONS[kind]
+    if not isinstance(options, Config):
+        fields = dict(options or {})
+        foreign = sorted(set(fields) - {f.name for f in dataclasses.fields(option_class)})
+        if foreign:
+            raise CosmobenchError(f"a {kind} run takes no option {', '.join(foreign)}")
+        options = option_class.from_dict(fields)
     if kind in SHAPE_KINDS:
-        return ShapeTask(shape_config(kind, model_config))
+        return ShapeTask(shape_config(kind, model_config), options)
     classes = {"vae": (VAEConfig, VAETask), "flow": (FlowConfig, FlowTask)}
     config_class, task_class = classes[kind]
     if not isinstance(model_config, Config):
         model_config = config_class.from_dict(dict(model_config or {}))
-    return task_class(model_config)
+    return task_class(model_config, options)
