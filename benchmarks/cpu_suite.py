@@ -1,4 +1,4 @@
-"""The CPU results of issue 5: every workload at the paper's sizes, MFU, fp32 vs bf16, figures.
+"""The CPU results of ``docs/benchmarking.md``: every workload at the paper's sizes, MFU, fp32 vs bf16, figures.
 
 Runs ``cosmobench bench`` (the library: :func:`cosmobench.bench.run_bench`) on this machine's
 CPU for train-cnn and train-bnn (the paper's batch sizes; eager, bf16, channels-last, and
@@ -6,7 +6,7 @@ channels-last+bf16, and torch.compile (fp32, bf16) at batch 2 and 14), infer-cnn
 (n = 1 ... 5000) and simulate; draws
 the paper's figures with ``compare``; checks that bf16 training leaves the validation loss
 unchanged (the trainer, fp32 vs bf16, against the seed-to-seed spread of fp32); and writes
-the targets of issue 5 with what was reached to ``benchmarks/results/bench_cpu_targets.md``.
+the CPU targets with what was reached to ``benchmarks/results/bench_cpu_targets.md``.
 
 The machine is shared: every file records the load average; compare ratios measured in the
 same run. Usage (about 15-25 minutes on 2 cores)::
@@ -81,7 +81,7 @@ def targets() -> str:
         runs.append(load_results(RESULTS / "bench_cpu_compile.json"))
     threads = train.env["threads"]
     plural = "" if threads == 1 else "s"
-    lines = [f"# CPU targets of issue 5 on {cpu_model()} ({threads} thread{plural})", "",
+    lines = [f"# CPU targets of the benchmark on {cpu_model()} ({threads} thread{plural})", "",
              f"From `benchmarks/results/bench_cpu_train.json` and `bench_cpu_compile.json` "
              f"(torch {train.env['torch']}; load average at start "
              f"{train.env.get('load_average_start')}, at end "

@@ -1,4 +1,4 @@
-r"""Shape science checks (DESIGN §5): how accurate and how calibrated the shape posteriors are.
+r"""Shape science checks (``docs/models.md``, science checks): how accurate and how calibrated the shape posteriors are.
 
 On a test set never seen in training, for the predictive normal
 :math:`\mathcal N(\mu, \Sigma)` of a shape network (for the BNN a mixture over S weight

@@ -1,4 +1,4 @@
-r"""The statistics of the shape science checks (DESIGN §5), on arrays.
+r"""The statistics of the shape science checks (``docs/models.md``, science checks), on arrays.
 
 Pure functions of predictions and truths, shared by :mod:`cosmobench.evaluate` and the
 benchmarks: the :math:`\chi^2` distribution of a Mahalanobis distance (coverage of the

@@ -9,7 +9,7 @@ The six LSST bands *ugrizy* are described by zero points (the AB magnitude givin
   10-year exposure per band is surveycodex's ``full_exposure_time``;
 - ``"arcelin2021"``: the constants of the paper's image generator (Arcelin 2021,
   arXiv:2106.02465, and its public GalSim code), which counts **15 s per visit**. This
-  reproduces the sky levels of DESIGN §2 (884; 12,746; 65,329; 93,565; 126,597;
+  reproduces the sky levels of ``docs/physics.md`` (884; 12,746; 65,329; 93,565; 126,597;
   145,354 e⁻/pixel) exactly.
 
 Everything else converts with two formulas (units in the names):

@@ -18,7 +18,7 @@ def _dense(fi: int, fo: int) -> int:
     return fi * fo + fo
 
 
-# The paper's numbers (DESIGN §3, issue 3), independent of the code:
+# The paper's numbers (docs/models.md), independent of the code:
 PAPER_COUNTS = {
     "cnn": 1_517_217,
     "cnn-2targets": 1_500_829,

@@ -1,4 +1,4 @@
-"""Physics invariants of the rendered images (DESIGN §2; GalSim-style invariant tests)."""
+"""Physics invariants of the rendered images (docs/physics.md; GalSim-style invariant tests)."""
 
 import galsim
 import numpy as np
@@ -9,7 +9,7 @@ from cosmobench.sim.measure import ksb, regauss
 from cosmobench.sim.population import BuiltinPopulation, Component, Galaxy
 from cosmobench.sim.render import add_poisson_noise, lensed_ellipticity, matched_filter_snr, render
 
-DESIGN_SKY = np.array([884, 12_746, 65_329, 93_565, 126_597, 145_354], float)
+PAPER_SKY = np.array([884, 12_746, 65_329, 93_565, 126_597, 145_354], float)
 
 
 def _round_galaxy(hlr=0.5, mag=22.0):
@@ -97,7 +97,7 @@ def test_paper_preset_reproduces_psf_pixels_and_sky():
     cfg = SimConfig.from_preset("arcelin2021", n=4)
     assert (cfg.psf, cfg.psf_fwhm, cfg.pixel_scale, cfg.stamp_size) == ("kolmogorov", 0.65, 0.2, 64)
     sim = Simulator(cfg)
-    np.testing.assert_allclose(sim.sky, DESIGN_SKY, rtol=1e-3)
+    np.testing.assert_allclose(sim.sky, PAPER_SKY, rtol=1e-3)
     images, cols = sim.chunk(0, 4)
     assert images["noisy"].shape == (4, 6, 64, 64)
     np.testing.assert_allclose(cols["psf_fwhm"], 0.65)
@@ -108,5 +108,5 @@ def test_paper_preset_reproduces_psf_pixels_and_sky():
     assert im.calculateFWHM() == pytest.approx(0.65, rel=0.02)
     # the noisy images carry the paper's sky noise (plus the source's own Poisson noise)
     resid = images["noisy"] - images["noiseless"]
-    z = resid / np.sqrt(DESIGN_SKY[None, :, None, None] + np.clip(images["noiseless"], 0, None))
+    z = resid / np.sqrt(PAPER_SKY[None, :, None, None] + np.clip(images["noiseless"], 0, None))
     np.testing.assert_allclose(z.var(axis=(0, 2, 3)), 1.0, atol=5 * np.sqrt(2 / z[:, 0].size))

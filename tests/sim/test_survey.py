@@ -1,4 +1,4 @@
-"""LSST constants, depth and sky levels against DESIGN §2 (the paper's numbers)."""
+"""LSST constants, depth and sky levels against docs/physics.md (the paper's numbers)."""
 
 import numpy as np
 import pytest
@@ -12,28 +12,28 @@ from cosmobench.survey import (
     sky_per_pixel,
 )
 
-# DESIGN §2: sky per pixel of the paper's generator, e-, bands u..y (10-year depth).
-DESIGN_SKY = np.array([884, 12_746, 65_329, 93_565, 126_597, 145_354], float)
+# docs/physics.md: sky per pixel of the paper's generator, e-, bands u..y (10-year depth).
+PAPER_SKY = np.array([884, 12_746, 65_329, 93_565, 126_597, 145_354], float)
 
 
 def test_paper_constants_reproduce_design_sky_levels():
     const = lsst("arcelin2021")
     sky = sky_per_pixel(const, exposure_time(const))
-    np.testing.assert_allclose(sky, DESIGN_SKY, rtol=1e-3)
+    np.testing.assert_allclose(sky, PAPER_SKY, rtol=1e-3)
 
 
 def test_surveycodex_sky_levels_match_design_within_3_percent():
     # Same depth convention as the paper (visits x 15 s): only the constants differ.
     const = lsst("surveycodex")
     sky = sky_per_pixel(const, exposure_time(const, visit_time=15.0))
-    ratio = sky / DESIGN_SKY
+    ratio = sky / PAPER_SKY
     # g, r, i, z, y agree within 3 %. u does not: surveycodex's u zero point (26.44 vs 26.50)
-    # and sky (22.99 vs 22.95) move zp - sky by 0.10 mag, 9 % in flux. DESIGN's "a few
+    # and sky (22.99 vs 22.95) move zp - sky by 0.10 mag, 9 % in flux. the "a few
     # 0.01 mag" holds for the other five bands only.
     np.testing.assert_allclose(ratio[1:], 1.0, atol=0.03)
     assert 0.89 < ratio[0] < 0.93
     delta = (np.subtract(const.zeropoint, const.sky_brightness)[0]) - (26.50 - 22.95)
-    assert ratio[0] == pytest.approx(10 ** (0.4 * delta), rel=1e-3)  # DESIGN rounds
+    assert ratio[0] == pytest.approx(10 ** (0.4 * delta), rel=1e-3)  # the table rounds
 
 
 def test_default_depth_is_ten_years_of_30s_visits():

@@ -1,4 +1,4 @@
-"""VAE and flow training (issue 4 points 1-2), and data-parallel training under torchrun."""
+"""VAE and flow training (docs/models.md), and data-parallel training under torchrun."""
 
 from __future__ import annotations
 

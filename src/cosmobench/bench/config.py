@@ -1,6 +1,6 @@
 """``BenchConfig``: everything that decides what the benchmark measures, stored in results.
 
-Defaults follow Arcelin (2021) §3 and DESIGN §4: batch sizes 2-14 for the CNN and 2-8 for the
+Defaults follow Arcelin (2021) §3 and ``docs/benchmarking.md``: batch sizes 2-14 for the CNN and 2-8 for the
 BNN, generation of n = 1 ... 5000 galaxies (and more on accelerators), 8,000 training images,
 110 epochs of which the first 10 are not timed under the ``paper`` protocol.
 """
@@ -32,7 +32,7 @@ PAPER_BATCH_SIZES = {
     "infer-cnn": (1, 2, 8, 14, 64, 256),
 }
 PAPER_N = (1, 10, 100, 500, 1000, 5000)
-#: Larger generation sizes added on accelerators ("5000 and larger", issue 5).
+#: Larger generation sizes added on accelerators ("5000 and larger", ``docs/benchmarking.md``).
 LARGE_N = (20_000, 50_000)
 
 

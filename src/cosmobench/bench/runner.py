@@ -35,7 +35,7 @@ __all__ = ["default_workloads", "run_bench", "run_point"]
 
 
 def default_workloads() -> dict[str, Workload]:
-    """The five workloads of issue 5 with the paper's networks."""
+    """The five workloads of ``docs/benchmarking.md`` with the paper's networks."""
     return {
         "train-cnn": TrainWorkload("train-cnn", bayesian=False),
         "train-bnn": TrainWorkload("train-bnn", bayesian=True),

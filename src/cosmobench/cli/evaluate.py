@@ -1,4 +1,4 @@
-"""CLI: ``cosmobench evaluate RUN --data TEST --out DIR`` — the shape checks of DESIGN §5.
+"""CLI: ``cosmobench evaluate RUN --data TEST --out DIR`` — the shape checks of ``docs/models.md``.
 
 Loads a trained shape network (``cnn`` or ``bnn`` run folder), evaluates it on a test store
 with :func:`cosmobench.evaluate.evaluate_shape`, writes ``DIR/metrics.json`` and PNG

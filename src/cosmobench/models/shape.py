@@ -1,6 +1,6 @@
 r"""The shape-estimation networks of Arcelin (2021): the deterministic CNN and its Bayesian twin.
 
-Architecture (DESIGN §3), input ``(B, 6, 64, 64)``::
+Architecture (Arcelin 2021, §3; ``docs/models.md``), input ``(B, 6, 64, 64)``::
 
     BatchNorm(6)
     for f in 32, 64, 128, 256:

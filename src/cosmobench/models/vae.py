@@ -1,6 +1,6 @@
 r"""The variational auto-encoder of Arcelin (2021), trained noisy → noiseless.
 
-Architecture (DESIGN §3), latent size 32, images ``(B, 6, 64, 64)`` normalised to (−1, 1)
+Architecture (Arcelin 2021, §3; ``docs/models.md``), latent size 32, images ``(B, 6, 64, 64)`` normalised to (−1, 1)
 by :class:`~cosmobench.models.normalize.BandNormalizer`::
 
     encoder: BatchNorm → the shape CNN's 8-conv PReLU stack → Flatten (4096)

@@ -20,7 +20,7 @@ Arcelin (2021):
 
 Why in-house: the PyTorch packages that offer such layers (bayesian-torch,
 torch-uncertainty) depend on torchvision, which breaks the CPU build of torch on the
-machines this project targets (DESIGN §7); the layers are ~150 lines and their KL is tested
+machines this project targets (``docs/models.md``); the layers are ~150 lines and their KL is tested
 against ``torch.distributions.kl_divergence``.
 
 All noise is drawn with torch ops on the layer's device (``torch.randn_like``,
@@ -93,7 +93,7 @@ class VariationalLayer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """He-normal kernel mean, ρ ~ N(rho_init), zero bias (DESIGN §3)."""
+        """He-normal kernel mean, ρ ~ N(rho_init), zero bias (``docs/models.md``)."""
         std = math.sqrt(2.0 / self.fan_in) / _TRUNC_STD_CORRECTION
         nn.init.trunc_normal_(self.weight_mu, 0.0, std, -2.0 * std, 2.0 * std)
         nn.init.normal_(self.weight_rho, *self.rho_init)

@@ -1,4 +1,4 @@
-"""The LSST-like galaxy image simulator (DESIGN §2): population → PSF → pixels → store.
+"""The LSST-like galaxy image simulator (``docs/physics.md``): population → PSF → pixels → store.
 
 ``simulate(SimConfig(...), "data.zarr", workers=2)`` writes a data set readable with
 :func:`cosmobench.store.open_dataset`. Modules: :mod:`~cosmobench.sim.config` (settings,
