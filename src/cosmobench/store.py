@@ -347,8 +347,8 @@ class Dataset:
 
     Example:
         >>> ds = open_dataset("data.zarr")                           # doctest: +SKIP
-        >>> x = ds.tensor("noisy")                # (N, 6, 64, 64) float32, electrons
-        >>> y = np.stack([ds.column("e1"), ds.column("e2")], 1)
+        >>> x = ds.tensor("noisy")  # (N, 6, 64, 64) float32, electrons  # doctest: +SKIP
+        >>> y = np.stack([ds.column("e1"), ds.column("e2")], 1)          # doctest: +SKIP
     """
 
     def __init__(self, path: Path, group: Any) -> None:

@@ -20,16 +20,47 @@ from cosmobench.bench.timing import (
 CPU = torch.device("cpu")
 
 
-def test_steady_timer_recovers_a_known_duration():
-    """A 20 ms sleep is measured as 20 ms (sleep overshoots by scheduler latency only)."""
-    raw = measure_steady(lambda: time.sleep(0.02), CPU, repeats=6, min_block_s=0.05)
+class FakeTime:
+    """A clock that moves only when a workload says it took time: timings are exact and
+    independent of the machine's load (the timer code reads ``time.perf_counter``)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def work(self, seconds: float):
+        def fn() -> None:
+            self.now += seconds
+
+        return fn
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    from cosmobench.bench import timing
+
+    clock = FakeTime()
+    monkeypatch.setattr(timing, "time", clock)
+    return clock
+
+
+def test_steady_timer_recovers_a_known_duration(fake_time):
+    """A call of exactly 20 ms is measured as 20 ms, in blocks of ceil(50 ms / 20 ms) = 3."""
+    raw = measure_steady(fake_time.work(0.02), CPU, repeats=6, min_block_s=0.05)
     st = raw.stats()
-    # blocks of ceil(0.05 s / settled call time) calls: 3 on a quiet machine
-    assert raw.number_per_run == block_size(min(raw.warmup_times_s[-3:]), 0.05) in (2, 3)
+    assert raw.number_per_run == block_size(0.02, 0.05) == 3
     assert len(raw.raw_times_s) == 6 and st.blocks == 6
-    assert 0.020 <= st.min_s <= st.median_s < 0.030  # a sleep only overshoots (shared machine)
-    assert len(raw.warmup_times_s) >= 3
-    assert st.iqr_s < 0.25 * st.median_s
+    assert st.min_s == pytest.approx(0.02) and st.median_s == pytest.approx(0.02)
+    assert raw.warmup_times_s == pytest.approx([0.02] * 3)  # settled after min_calls
+    assert st.iqr_s == pytest.approx(0.0, abs=1e-12)
+
+
+def test_steady_timer_on_the_real_clock_is_never_faster_than_the_work():
+    """The wall clock can only overshoot a sleep (a loaded machine adds latency)."""
+    raw = measure_steady(lambda: time.sleep(0.005), CPU, repeats=3, min_block_s=0.01)
+    assert raw.stats().min_s >= 0.005
 
 
 def test_statistics_from_raw_times():
@@ -58,14 +89,25 @@ def test_raw_timing_round_trip_and_merge():
         RawTiming(1, ())
 
 
-def test_warm_up_runs_until_the_duration_settles():
+def test_warm_up_runs_until_the_duration_settles(fake_time):
     """A first call 10x slower (compilation) is not timed; warm-up stops once it settles."""
-    durations = iter([0.2] + [0.02] * 100)
-    times = warm_up(lambda: time.sleep(next(durations)), WallClock(CPU), min_calls=3,
-                    tolerance=0.5)  # tolerant: the test machine is shared
-    assert times[0] >= 0.2
-    assert 4 <= len(times) <= 20
-    assert max(times[-3:]) <= 1.5 * min(times[-3:]) and max(times[-3:]) < 0.1
+    durations = iter([0.2, 0.05, 0.03] + [0.02] * 100)
+
+    def fn() -> None:
+        fake_time.now += next(durations)
+
+    times = warm_up(fn, WallClock(CPU), min_calls=3, tolerance=0.15)
+    assert times == pytest.approx([0.2, 0.05, 0.03, 0.02, 0.02, 0.02])
+
+
+def test_warm_up_gives_up_on_a_machine_that_never_settles(fake_time):
+    durations = iter([0.01, 0.02] * 100)  # alternating: never within 15 %
+
+    def fn() -> None:
+        fake_time.now += next(durations)
+
+    assert len(warm_up(fn, WallClock(CPU), min_calls=3, max_calls=10)) == 10
+    assert len(warm_up(fn, WallClock(CPU), min_calls=3, max_s=0.1)) < 10
 
 
 def test_block_size():
@@ -74,18 +116,18 @@ def test_block_size():
     assert block_size(0.0, 0.05) == 1000
 
 
-def test_time_epochs_times_only_the_later_epochs():
+def test_time_epochs_times_only_the_later_epochs(fake_time):
     seen = []
 
     def epoch(e: int) -> None:
         seen.append(e)
-        time.sleep(0.03 if e == 0 else 0.01)
+        fake_time.now += 0.03 if e == 0 else 0.01
 
     raw = time_epochs(epoch, CPU, epochs=4, untimed=1, steps_per_epoch=7)
     assert seen == [0, 1, 2, 3]
     assert raw.number_per_run == 7
-    assert len(raw.warmup_times_s) == 1 and raw.warmup_times_s[0] >= 0.03
-    assert len(raw.raw_times_s) == 3 and all(0.01 <= t < 0.02 for t in raw.raw_times_s)
+    assert raw.warmup_times_s == pytest.approx([0.03])
+    assert raw.raw_times_s == pytest.approx([0.01] * 3)
     with pytest.raises(ValueError):
         time_epochs(epoch, CPU, epochs=2, untimed=2, steps_per_epoch=1)
 

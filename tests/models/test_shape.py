@@ -131,4 +131,10 @@ def test_target_order_is_respected():
     net = build_model("cnn", {"targets": ["z", "e1"], "filters": list(SMALL)})
     x, y = _batch(t=2)
     assert net(x)[0].shape == (5, 2) and net.targets == ("z", "e1")
-    assert torch.isfinite(net.loss(x, y))
+    # the data columns follow the targets' order: y[:, 0] is the redshift, y[:, 1] is e1 ...
+    assert net.config.columns == ("redshift", "e1")
+    # ... and the loss reads y in the order of the outputs: the NLL of (loc, scale_tril)
+    loc, tril = net(x)
+    nll = -torch.distributions.MultivariateNormal(loc, scale_tril=tril).log_prob(y).mean()
+    torch.testing.assert_close(net.loss(x, y), nll)
+    assert not torch.allclose(net.loss(x, y.flip(1)), nll)

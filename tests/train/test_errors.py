@@ -81,7 +81,9 @@ def test_bad_options(small, tmp_path, cli, opts, match, one_line_error):
 
 def test_missing_data_set(tmp_path, cli, one_line_error):
     code, _, err = cli("train", "cnn", "--data", tmp_path / "nope.zarr", "--out", tmp_path / "r")
-    one_line_error(code, err)
+    line = one_line_error(code, err)
+    assert f"data set {tmp_path / 'nope.zarr'} does not exist" in line
+    assert not (tmp_path / "r").exists()
 
 
 def test_existing_run_is_never_clobbered(tree, cnn_run, small, cli, one_line_error):
@@ -90,8 +92,9 @@ def test_existing_run_is_never_clobbered(tree, cnn_run, small, cli, one_line_err
         (["train", "cnn"], "already holds a cnn run; pass --resume"),
         (["train", "bnn"], "holds a cnn run, not a bnn run"),
         (["train", "vae"], "holds a cnn run, not a vae run"),
-        (["train", "cnn", "--resume", "--lr", "0.01"], "cannot resume"),
-        (["train", "cnn", "--resume", "--targets", "e1,e2"], "cannot resume"),
+        (["train", "cnn", "--resume", "--lr", "0.01"], "other settings (lr); only epochs"),
+        (["train", "cnn", "--resume", "--targets", "e1,e2"], "other settings (targets)"),
+        (["train", "cnn", "--resume", "--augment"], "other settings (augment)"),
     ]
     for args, match in cases:
         code, _, err = cli(*args, "--data", small, "--out", cnn_run, "--no-progress")

@@ -53,9 +53,15 @@ def test_step_is_one_adam_step_on_the_models_loss(kind, device):
     moved = [not torch.equal(p, q) for p, q in
              zip(model.parameters(), start.parameters(), strict=True)]
     assert all(moved)  # Adam's first step moves every parameter (by ~lr)
-    # a second step starts from cleared gradients (zero_grad(set_to_none=True))
+    # a second step starts from cleared gradients (zero_grad(set_to_none=True)): what it
+    # leaves in .grad is the second step's gradient alone, not the sum of both steps'
+    before = copy.deepcopy(model)
+    torch.manual_seed(6)
     step(x, y)
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    torch.manual_seed(6)
+    before.loss(x, y, 100).backward()
+    for (name, p), q in zip(model.named_parameters(), before.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
 def test_bf16_autocasts_the_forward_but_keeps_fp32_weights():
