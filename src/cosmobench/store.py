@@ -332,7 +332,8 @@ def _check_schema(path: Path, attrs: Mapping[str, Any]) -> None:
         )
     missing = [
         k
-        for k in ("kind", "bands", "n", "chunk_size", "images", "columns", "stamp_size")
+        for k in ("kind", "bands", "n", "chunk_size", "images", "columns", "stamp_size",
+                  "pixel_scale")
         if k not in attrs
     ]
     if missing:
@@ -358,7 +359,7 @@ class Dataset:
         self.n: int = self.attrs["n"]
         self.kind: str = self.attrs["kind"]
         self.bands: tuple[str, ...] = tuple(self.attrs["bands"])
-        self.pixel_scale: float = self.attrs.get("pixel_scale", 0.2)
+        self.pixel_scale: float = self.attrs["pixel_scale"]
         self.stamp_size: int = self.attrs["stamp_size"]
         self.chunk_size: int = self.attrs["chunk_size"]
         self.config: dict[str, Any] = self.attrs.get("config", {})

@@ -277,11 +277,8 @@ class _Trainer:
         if cfg.patience and since >= cfg.patience:
             st["stopped"] = True
         if cfg.lr_decay < 1 and since and since % cfg.lr_patience == 0:
-            for group in opt.param_groups:
-                if isinstance(group["lr"], Tensor):  # in place: a compiled step reads it
-                    group["lr"].mul_(cfg.lr_decay)
-                else:  # a float rate restored from a checkpoint of an older run
-                    group["lr"] = group["lr"] * cfg.lr_decay
+            for group in opt.param_groups:  # in place: a compiled step reads the tensor
+                group["lr"].mul_(cfg.lr_decay)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                "best": bool(val_loss is None or better), "images": int(count),
                "seconds": round(seconds, 3), "images_per_s": round(int(count) / seconds, 2),
