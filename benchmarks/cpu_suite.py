@@ -1,10 +1,10 @@
-"""The CPU results of ``docs/benchmarking.md``: every workload at the paper's sizes, MFU, fp32 vs bf16, figures.
+"""The CPU results: every workload at the paper's sizes, MFU, fp32 vs bf16, figures.
 
-Runs ``cosmobench bench`` (the library: :func:`cosmobench.bench.run_bench`) on this machine's
-CPU for train-cnn and train-bnn (the paper's batch sizes; eager, bf16, channels-last, and
-channels-last+bf16, and torch.compile (fp32, bf16) at batch 2 and 14), infer-cnn, generate
-(n = 1 ... 5000) and simulate; draws
-the paper's figures with ``compare``; checks that bf16 training leaves the validation loss
+Runs ``cosmobench bench`` (the library: :func:`cosmobench.bench.run_bench`; protocols in
+``docs/benchmarking.md``) on this machine's CPU for train-cnn and train-bnn (the paper's
+batch sizes; eager, bf16, channels-last, and channels-last+bf16, and torch.compile (fp32,
+bf16) at batch 2 and 14), infer-cnn, generate (n = 1 ... 5000) and simulate; draws the
+paper's figures with ``compare``; checks that bf16 training leaves the validation loss
 unchanged (the trainer, fp32 vs bf16, against the seed-to-seed spread of fp32); and writes
 the CPU targets with what was reached to ``benchmarks/results/bench_cpu_targets.md``.
 

@@ -30,13 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cosmobench.bench.env import capture_env, load_average
+from cosmobench.bench.timing import RawTiming, WallClock
 from cosmobench.generate import FastMAF, GalaxySampler
 from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
 from cosmobench.reference import load_reference
@@ -50,26 +49,14 @@ def repeats_for(n: int, budget: float) -> int:
     return 1 if n >= 50_000 else max(3, min(15, int(budget / max(n, 1))))
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def stats(times: list[float], n: int) -> dict:
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    return {"median_s": med, "iqr_s": q3 - q1, "min_s": min(times), "repeats": len(times),
-            "images_per_s": n / med, "raw_s": times}
+def timed(fn, device: torch.device, n: int, repeats: int) -> dict:
+    """``repeats`` single calls on the library's synchronised wall clock, and their
+    statistics (:mod:`cosmobench.bench.timing`)."""
+    clock = WallClock(device)
+    times = [clock.time_block(fn, 1) for _ in range(repeats)]
+    st = RawTiming(1, tuple(times)).stats()
+    return {"median_s": st.median_s, "iqr_s": st.iqr_s, "min_s": st.min_s,
+            "repeats": len(times), "images_per_s": n / st.median_s, "raw_s": times}
 
 
 def build(device: torch.device):
@@ -134,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
                 d.transform.inv(d.base.mean + d.base.stddev * eps)
             for name, fn in (("flow-zuko", zuko_call), ("flow-fast", lambda eps=eps: fast(eps))):
                 fn()
-                times = timed(fn, device, repeats_for(n, args.budget) + 2)
-                rec = {"workload": "flow-sample", "mode": name, "n": n, **stats(times, n)}
+                rec = {"workload": "flow-sample", "mode": name, "n": n,
+                       **timed(fn, device, n, repeats_for(n, args.budget) + 2)}
                 records.append(rec)
                 print(f"  {name:16s} n={n:<7d} {rec['median_s']:.4f} s")
 
@@ -149,9 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         for n in ns + ([args.big] if args.big and mode in big_modes else []):
             generate_n(sampler, min(n, args.batch_size), args.batch_size)  # this batch size
             load = load_average()
-            times = timed(lambda s=sampler, n=n: generate_n(s, n, args.batch_size), device,
-                          repeats_for(n, args.budget))
-            rec = {"workload": "generate", "mode": mode, "n": n, **stats(times, n),
+            rec = {"workload": "generate", "mode": mode, "n": n,
+                   **timed(lambda s=sampler, n=n: generate_n(s, n, args.batch_size), device, n,
+                           repeats_for(n, args.budget)),
                    "load_average": load, "paper_v100_s": paper.get(n, (None, None))[0],
                    "paper_ipu_s": paper.get(n, (None, None))[1]}
             records.append(rec)

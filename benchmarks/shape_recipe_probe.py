@@ -3,9 +3,8 @@
 Starting from a CNN trained at the paper's constant learning rate (the ``cnn`` run of an
 earlier ``shape_science.py``), train 3 more epochs with a cosine-annealed rate from 3e-4,
 once without and once with the dihedral augmentation, and print the train/validation loss
-and the coverage of the unseen test galaxies. What we saw (``shape_science_history.md``):
-annealing alone lowers the loss but over-fits the covariance (test coverage falls); with
-the augmentation the covariances of unseen galaxies come out calibrated.
+and the coverage of the unseen test galaxies. Its results, and the runs that led to it,
+are recorded in ``benchmarks/results/shape_science_history.md``.
 
     .venv/bin/python benchmarks/shape_recipe_probe.py data/shape_science/runs_trial2/cnn
 """
