@@ -6,7 +6,8 @@ weights, optimiser, RNG states, best-validation weights, history, configs) and, 
 training ends, ``model.pt``::
 
     {"format": "cosmobench.run", "version": 1, "kind": "cnn"|"bnn"|"vae"|"flow",
-     "model_config": dict, "state_dict": ..., "train_config": dict, "epoch": int,
+     "model_config": dict, "state_dict": ..., "train_config": dict,
+     "task_options": dict, "epoch": int,
      "val_loss": float|None, "targets": [...], "input_scaling": {...},    # cnn, bnn
      "normalizer": {...},                                                 # vae (I_b)
      "vae_run": str, "vae_fingerprint": str}                              # flow
