@@ -112,6 +112,7 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> Path:
     from cosmobench.evaluate import evaluate_shape, write_shape_report
     from cosmobench.generate.fidelity import evaluate_generation
     from cosmobench.generate.run import GenerateConfig, generate
+    from cosmobench.models.registry import MODEL_KINDS, SHAPE_KINDS
     from cosmobench.sim import SimConfig, simulate
     from cosmobench.store import open_dataset
     from cosmobench.train import TrainConfig, fit, load_run, make_task
@@ -141,7 +142,7 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> Path:
 
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
                        precision="fp32", device="cpu")
-    for kind in ("cnn", "bnn", "vae", "flow"):
+    for kind in MODEL_KINDS:
         run_dir = runs / kind
         options = {"vae_run": str(runs / "vae")} if kind == "flow" else {}
         # model.pt is written when training ends; a checkpoint alone means a killed run
@@ -154,7 +155,7 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> Path:
 
     def evaluate_both() -> dict[str, Any]:
         metrics = {}
-        for kind in ("cnn", "bnn"):
+        for kind in SHAPE_KINDS:
             model, _ = load_run(runs / kind, expect_kind=kind)
             # 10 weight samples per BNN prediction (30 in `cosmobench evaluate`): a demo budget
             m = evaluate_shape(model, test_data, samples=10 if kind == "bnn" else None,
@@ -164,7 +165,7 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> Path:
         return metrics
 
     stages.run("evaluate the shape networks on unseen galaxies", evaluate_both,
-               skip=all((evals / k / "metrics.json").exists() for k in ("cnn", "bnn")))
+               skip=all((evals / k / "metrics.json").exists() for k in SHAPE_KINDS))
 
     def generate_and_check() -> None:
         gcfg = GenerateConfig(vae_run=str(runs / "vae"), flow_run=str(runs / "flow"),

@@ -66,9 +66,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _shape_section(out: Path) -> list[str]:
     from cosmobench.files import read_json
+    from cosmobench.models.registry import SHAPE_KINDS
 
     rows = []
-    for kind in ("cnn", "bnn"):
+    for kind in SHAPE_KINDS:
         path = out / "eval" / kind / "metrics.json"
         if not path.exists():
             continue

@@ -1,4 +1,6 @@
-r"""Shape science checks (``docs/models.md``, science checks): how accurate and how calibrated the shape posteriors are.
+r"""Shape science checks: how accurate and how calibrated the shape posteriors are.
+
+The checks are described in ``docs/models.md`` (science checks).
 
 On a test set never seen in training, for the predictive normal
 :math:`\mathcal N(\mu, \Sigma)` of a shape network (for the BNN a mixture over S weight
@@ -36,6 +38,7 @@ import torch
 from torch import nn
 
 from cosmobench.errors import CosmobenchError, check_positive
+from cosmobench.models.registry import SHAPE_KINDS
 from cosmobench.models.shape import TARGET_COLUMNS
 from cosmobench.shape_stats import (
     CURVE_LEVELS,
@@ -297,7 +300,7 @@ def evaluate_shape(
         **{t: calibration_curve((resid[:, i] / std[:, i]) ** 2, 1) for i, t in enumerate(targets)},
     }
     return ShapeMetrics(
-        kind="bnn" if bayesian else "cnn",
+        kind=SHAPE_KINDS[bayesian],
         targets=targets,
         samples=s,
         overall=overall,

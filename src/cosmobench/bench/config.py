@@ -1,8 +1,9 @@
 """``BenchConfig``: everything that decides what the benchmark measures, stored in results.
 
-Defaults follow Arcelin (2021) §3 and ``docs/benchmarking.md``: batch sizes 2-14 for the CNN and 2-8 for the
-BNN, generation of n = 1 ... 5000 galaxies (and more on accelerators), 8,000 training images,
-110 epochs of which the first 10 are not timed under the ``paper`` protocol.
+Defaults follow Arcelin (2021) §3 and ``docs/benchmarking.md``: batch sizes 2-14 for the
+CNN and 2-8 for the BNN, generation of n = 1 ... 5000 galaxies (and more on accelerators),
+8,000 training images, 110 epochs of which the first 10 are not timed under the ``paper``
+protocol.
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ class GenerateWorkload(Workload):
 
 
 class SimulateWorkload(Workload):
-    """GalSim simulation of ``size`` galaxies into a fresh store, one worker (``docs/physics.md``)."""
+    """GalSim simulation of ``size`` galaxies into a fresh store, one worker
+    (``docs/physics.md``)."""
 
     name = "simulate"
     size_name = "galaxies"

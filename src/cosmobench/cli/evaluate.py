@@ -71,6 +71,7 @@ def evaluate(
     """Shape metrics of a trained CNN/BNN on a test set: RMSE, m and c, pulls, coverage of the
     68.27 % and 95.45 % regions, by SNR bin, next to KSB and REGAUSS."""
     from cosmobench.evaluate import evaluate_shape, write_shape_report
+    from cosmobench.models.registry import SHAPE_KINDS
     from cosmobench.store import open_dataset
     from cosmobench.train import load_run
 
@@ -79,7 +80,7 @@ def evaluate(
     from cosmobench.devices import resolve_device
 
     resolve_device(device)
-    model, info = load_run(run, expect_kind=("cnn", "bnn"), device=device)
+    model, info = load_run(run, expect_kind=SHAPE_KINDS, device=device)
     ds = open_dataset(data)
     metrics = evaluate_shape(
         model,

@@ -1,4 +1,6 @@
-r"""Fidelity of generated galaxies: HSM moments compared with simulated ones (``docs/models.md``, science checks).
+r"""Fidelity of generated galaxies: HSM moments compared with simulated ones.
+
+The check is described in ``docs/models.md`` (science checks).
 
 For every noiseless galaxy and band, GalSim's adaptive moments (``galsim.hsm.FindAdaptiveMom``:
 Bernstein & Jarvis 2002, AJ 123, 583; Hirata & Seljak 2003, MNRAS 343, 459) give the best-fit

@@ -1,7 +1,7 @@
 r"""The variational auto-encoder of Arcelin (2021), trained noisy → noiseless.
 
-Architecture (Arcelin 2021, §3; ``docs/models.md``), latent size 32, images ``(B, 6, 64, 64)`` normalised to (−1, 1)
-by :class:`~cosmobench.models.normalize.BandNormalizer`::
+Architecture (Arcelin 2021, §3; ``docs/models.md``), latent size 32, images
+``(B, 6, 64, 64)`` normalised to (−1, 1) by :class:`~cosmobench.models.normalize.BandNormalizer`::
 
     encoder: BatchNorm → the shape CNN's 8-conv PReLU stack → Flatten (4096)
              → Dense 256 + PReLU → μ = Dense 32, σ = softplus(Dense 32)

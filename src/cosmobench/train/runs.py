@@ -29,6 +29,7 @@ from torch import nn
 
 from cosmobench.errors import CosmobenchError
 from cosmobench.files import load_checkpoint, read_json
+from cosmobench.models.registry import SHAPE_KINDS
 
 __all__ = [
     "RUN_FORMAT",
@@ -129,7 +130,7 @@ def load_run(
         raise CosmobenchError(f"{file}: weights do not fit a {kind} model ({first})") from None
     info = {k: v for k, v in state.items() if k != "state_dict"}
     info["path"] = str(folder)
-    if kind in ("cnn", "bnn"):
+    if kind in SHAPE_KINDS:
         from cosmobench.train.scaling import ScaledShapeNet, scaler_from_dict
 
         scaler = scaler_from_dict(state.get("input_scaling"))
