@@ -37,3 +37,16 @@ def test_no_module_outside_cli_imports_the_cli():
 def test_the_check_sees_a_cli_import():
     tree = ast.parse("def f():\n    from cosmobench.cli.app import console\n")
     assert "cosmobench.cli.app" in _imports(tree)
+
+
+def test_the_command_line_starts_without_torch():
+    """Building every command's options reads the configs only: ``--help`` and option errors
+    stay fast (torch, zarr and galsim load when a command runs)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cosmobench.cli; "
+            "print(sorted(m for m in ('torch', 'zarr', 'galsim') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

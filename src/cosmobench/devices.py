@@ -11,10 +11,12 @@ workloads) enters the same :func:`autocast` context.
 from __future__ import annotations
 
 import contextlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from cosmobench.errors import CosmobenchError, check_choice
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PRECISIONS", "autocast", "resolve_device"]
 
@@ -34,10 +36,13 @@ def autocast(
             captures, whose cached casts would be freed when the context exits.
 
     Example:
+        >>> import torch
         >>> with autocast("cpu", "bf16"):
         ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
         torch.bfloat16
     """
+    import torch
+
     check_choice("precision", precision, PRECISIONS)
     if precision == "bf16":
         return torch.autocast(
@@ -58,6 +63,8 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
+    import torch
+
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError, TypeError):

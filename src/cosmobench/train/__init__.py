@@ -14,11 +14,21 @@ Example:
     >>> fit(make_task("cnn"), "data/train.zarr", cfg, "runs/cnn")  # doctest: +SKIP
 """
 
-from cosmobench.train.config import TrainConfig
-from cosmobench.train.loop import fit
-from cosmobench.train.runs import load_run, vae_fingerprint
-from cosmobench.train.step import make_optimizer, make_train_step, model_loss
-from cosmobench.train.tasks import make_task
+import importlib
+from typing import Any
+
+# Where each public name lives; loaded on first use, so that reading the configs (the
+# command line does, to build its options) does not import torch.
+_HOME = {
+    "TrainConfig": "config",
+    "fit": "loop",
+    "load_run": "runs",
+    "vae_fingerprint": "runs",
+    "make_optimizer": "step",
+    "make_train_step": "step",
+    "model_loss": "step",
+    "make_task": "tasks",
+}
 
 __all__ = [
     "TrainConfig",
@@ -30,3 +40,9 @@ __all__ = [
     "model_loss",
     "vae_fingerprint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"cosmobench.train.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'cosmobench.train' has no attribute {name!r}")
