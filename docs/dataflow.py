@@ -1,6 +1,6 @@
 """Draw ``docs/dataflow.png``: how data moves through cosmobench (``docs/architecture.md``).
 
-    .venv/bin/python docs/dataflow.py
+.venv/bin/python docs/dataflow.py
 """
 
 from __future__ import annotations
@@ -21,16 +21,28 @@ BOXES = {
     "eval": (0.88, 0.45, "evaluate\n(evaluate.py: RMSE,\nm/c, coverage)", "#cfe2ff"),
     "gen": (0.62, 0.45, "generate\n(generate/: flow →\ndecoder → counts)", "#cfe2ff"),
     "genstore": (0.36, 0.45, "GEN.zarr\n(kind=generation)", "#e9ecef"),
-    "fid": (0.10, 0.45, "evaluate-generation\n(generate/fidelity.py:\nHSM, Wasserstein)",
-            "#cfe2ff"),
+    "fid": (
+        0.10,
+        0.45,
+        "evaluate-generation\n(generate/fidelity.py:\nHSM, Wasserstein)",
+        "#cfe2ff",
+    ),
     "bench": (0.36, 0.12, "bench\n(bench/: workloads,\nmodes, timing)", "#cfe2ff"),
     "results": (0.62, 0.12, "results.json\n(env, spec, raw times)", "#e9ecef"),
     "compare": (0.88, 0.12, "compare\n(report: the paper's\nfigures, V100/IPU)", "#cfe2ff"),
 }
 ARROWS = [
-    ("sim", "store"), ("store", "train"), ("train", "run"), ("run", "eval"), ("run", "gen"),
-    ("gen", "genstore"), ("genstore", "fid"), ("store", "fid"), ("store", "eval"),
-    ("bench", "results"), ("results", "compare"),
+    ("sim", "store"),
+    ("store", "train"),
+    ("train", "run"),
+    ("run", "eval"),
+    ("run", "gen"),
+    ("gen", "genstore"),
+    ("genstore", "fid"),
+    ("store", "fid"),
+    ("store", "eval"),
+    ("bench", "results"),
+    ("results", "compare"),
 ]
 
 
@@ -41,21 +53,49 @@ def main(path: Path = PNG) -> Path:
     fig, ax = plt.subplots(figsize=(11, 5.2))
     ax.set(xlim=(0, 1), ylim=(0, 1))
     ax.axis("off")
-    texts = {key: ax.text(x, y, label, ha="center", va="center", fontsize=8.5,
-                          bbox={"boxstyle": "round,pad=0.5", "fc": colour, "ec": "#495057"})
-             for key, (x, y, label, colour) in BOXES.items()}
+    texts = {
+        key: ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=8.5,
+            bbox={"boxstyle": "round,pad=0.5", "fc": colour, "ec": "#495057"},
+        )
+        for key, (x, y, label, colour) in BOXES.items()
+    }
     fig.canvas.draw()  # lay out the boxes so that arrows can end at their edges
     for a, b in ARROWS:
         (xa, ya, *_), (xb, yb, *_) = BOXES[a], BOXES[b]
-        ax.annotate("", xy=(xb, yb), xytext=(xa, ya),
-                    arrowprops={"arrowstyle": "-|>", "color": "#495057", "shrinkA": 3,
-                                "shrinkB": 3, "patchA": texts[a].get_bbox_patch(),
-                                "patchB": texts[b].get_bbox_patch(),
-                                "connectionstyle": "arc3,rad=0.05"})
-    ax.text(0.10, 0.12, "bench times the same\ntraining step and sampler\nthe commands use",
-            ha="center", va="center", fontsize=8, style="italic")
-    ax.set_title("cosmobench: commands (blue) and what they write (grey); cli/ parses "
-                 "options into configs and calls one library function", fontsize=9.5)
+        ax.annotate(
+            "",
+            xy=(xb, yb),
+            xytext=(xa, ya),
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "#495057",
+                "shrinkA": 3,
+                "shrinkB": 3,
+                "patchA": texts[a].get_bbox_patch(),
+                "patchB": texts[b].get_bbox_patch(),
+                "connectionstyle": "arc3,rad=0.05",
+            },
+        )
+    ax.text(
+        0.10,
+        0.12,
+        "bench times the same\ntraining step and sampler\nthe commands use",
+        ha="center",
+        va="center",
+        fontsize=8,
+        style="italic",
+    )
+    ax.set_title(
+        "cosmobench: commands (blue) and what they write (grey); cli/ parses "
+        "options into configs and calls one library function",
+        fontsize=9.5,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

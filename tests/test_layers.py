@@ -27,8 +27,11 @@ def test_no_module_outside_cli_imports_the_cli():
         rel = path.relative_to(PACKAGE)
         if rel.parts[0] == "cli" or rel.name == "__main__.py":
             continue
-        found = {n for n in _imports(ast.parse(path.read_text())) if
-                 n == "cosmobench.cli" or n.startswith("cosmobench.cli.")}
+        found = {
+            n
+            for n in _imports(ast.parse(path.read_text()))
+            if n == "cosmobench.cli" or n.startswith("cosmobench.cli.")
+        }
         if found:
             offenders.append(f"{rel}: {', '.join(sorted(found))}")
     assert not offenders, offenders
@@ -45,8 +48,11 @@ def test_the_command_line_starts_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, cosmobench.cli; "
-            "print(sorted(m for m in ('torch', 'zarr', 'galsim') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, cosmobench.cli; "
+        "print(sorted(m for m in ('torch', 'zarr', 'galsim') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

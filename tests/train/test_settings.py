@@ -29,11 +29,24 @@ def test_every_config_field_is_an_option_of_its_commands(kind):
 
 def _legacy_run(tmp_path, kind="cnn", **train):
     """A run folder as written before task options had their own class."""
-    old = {**TrainConfig().to_dict(), "augment": True, "input_scaling": "arcsinh",
-           "init_from": "", "vae_run": "", **train}
-    (tmp_path / "config.json").write_text(json.dumps(
-        {"format": "cosmobench.run", "kind": kind, "train_config": old,
-         "model_config": {"targets": ["e1", "e2", "z"]}}))
+    old = {
+        **TrainConfig().to_dict(),
+        "augment": True,
+        "input_scaling": "arcsinh",
+        "init_from": "",
+        "vae_run": "",
+        **train,
+    }
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "format": "cosmobench.run",
+                "kind": kind,
+                "train_config": old,
+                "model_config": {"targets": ["e1", "e2", "z"]},
+            }
+        )
+    )
     return tmp_path
 
 
@@ -51,9 +64,14 @@ def test_split_legacy_prefers_stored_task_options():
     rec = {"train_config": {"epochs": 2}, "task_options": {"vae_run": "runs/vae"}}
     assert split_legacy("flow", rec) == ({"epochs": 2}, {"vae_run": "runs/vae"})
     assert split_legacy("vae", {"train_config": {"epochs": 2, "augment": False}}) == (
-        {"epochs": 2}, {})
+        {"epochs": 2},
+        {},
+    )
 
 
 def test_a_new_run_takes_what_is_given(tmp_path):
     assert resolve_settings("vae", tmp_path, False, {"lr": 0.1}, {"latent": 8}, {}) == (
-        {"lr": 0.1}, {"latent": 8}, {})
+        {"lr": 0.1},
+        {"latent": 8},
+        {},
+    )

@@ -25,15 +25,20 @@ def _demo(values: dict[str, Any]) -> None:
 
 
 _PARAMS = [
-    *config_options(DemoConfig, skip=["batch_size", "devices"],
-                    flags={"bench_budget_s": "--bench-budget"}),
-    option("device", list[str], "Device to benchmark (repeatable); default: every device "
-           "present."),
+    *config_options(
+        DemoConfig, skip=["batch_size", "devices"], flags={"bench_budget_s": "--bench-budget"}
+    ),
+    option("device", list[str], "Device to benchmark (repeatable); default: every device present."),
 ]
-app.command("demo")(command_with(
-    _PARAMS, _demo, "demo",
-    """Simulate, train (CNN, BNN, VAE, flow), evaluate, generate, benchmark, and report.
+app.command("demo")(
+    command_with(
+        _PARAMS,
+        _demo,
+        "demo",
+        """Simulate, train (CNN, BNN, VAE, flow), evaluate, generate, benchmark, and report.
 
     About 2.5 minutes on 2 idle CPU cores with the defaults (2 min 23 s measured).
     Rerunning the same command resumes a killed demo: finished stages are skipped.
-    """))
+    """,
+    )
+)

@@ -33,8 +33,15 @@ def _help(doc: str, default: Any) -> str:
     return first + ("." if unset else f" (default: {default}).")
 
 
-def option(name: str, hint: Any, help_text: str, *, flag: str | None = None,
-           required: bool = False, default: Any = None) -> inspect.Parameter:
+def option(
+    name: str,
+    hint: Any,
+    help_text: str,
+    *,
+    flag: str | None = None,
+    required: bool = False,
+    default: Any = None,
+) -> inspect.Parameter:
     """A keyword parameter typer turns into ``--name`` (a bare flag for booleans; unset
     options are ``None``)."""
     decls = [flag or "--" + name.replace("_", "-")]
@@ -48,13 +55,19 @@ def option(name: str, hint: Any, help_text: str, *, flag: str | None = None,
         value = True
     else:
         annotation, value = Annotated[hint | None, typer.Option(*decls, help=help_text)], None
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value,
-                             annotation=annotation)
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=value, annotation=annotation
+    )
 
 
-def config_options(cls: type, *, skip: Iterable[str] = (), flags: Mapping[str, str] = {},
-                   required: Iterable[str] = (), paths: Iterable[str] = ()
-                   ) -> list[inspect.Parameter]:
+def config_options(
+    cls: type,
+    *,
+    skip: Iterable[str] = (),
+    flags: Mapping[str, str] = {},
+    required: Iterable[str] = (),
+    paths: Iterable[str] = (),
+) -> list[inspect.Parameter]:
     """One option per field of config class ``cls`` (but ``skip``), help and default from the
     class; ``flags`` renames options, ``paths`` are parsed as paths."""
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
@@ -64,8 +77,15 @@ def config_options(cls: type, *, skip: Iterable[str] = (), flags: Mapping[str, s
         if f.name in skip:
             continue
         hint = Path if f.name in paths else hints[f.name]
-        out.append(option(f.name, hint, _help(docs.get(f.name, ""), f.default),
-                          flag=flags.get(f.name), required=f.name in required))
+        out.append(
+            option(
+                f.name,
+                hint,
+                _help(docs.get(f.name, ""), f.default),
+                flag=flags.get(f.name),
+                required=f.name in required,
+            )
+        )
     return out
 
 
@@ -73,12 +93,16 @@ def given(values: Mapping[str, Any], cls: type) -> dict[str, Any]:
     """The fields of ``cls`` given on the command line (unset ones and off flags left out),
     paths as strings."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()
-            if k in names and v is not None and v is not False}
+    return {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in values.items()
+        if k in names and v is not None and v is not False
+    }
 
 
-def command_with(params: list[inspect.Parameter], body: Callable[[dict[str, Any]], None],
-                 name: str, doc: str) -> Callable[..., None]:
+def command_with(
+    params: list[inspect.Parameter], body: Callable[[dict[str, Any]], None], name: str, doc: str
+) -> Callable[..., None]:
     """A function typer can register, taking ``params`` and passing them to ``body`` as one
     dict (required options first, as Python signatures want)."""
     params = sorted(params, key=lambda p: p.default is not inspect._empty)

@@ -38,8 +38,11 @@ _PRELU = "element (Keras) or channel (default: element)."
 #: The model-config options of each command: (field, option type, help).
 MODEL_OPTIONS: dict[str, list[tuple[str, Any, str]]] = {
     "cnn": [("targets", str, _TARGETS), ("prelu", str, _PRELU)],
-    "bnn": [("targets", str, _TARGETS), ("prelu", str, _PRELU),
-            ("flipout", bool, "Flipout weight noise.")],
+    "bnn": [
+        ("targets", str, _TARGETS),
+        ("prelu", str, _PRELU),
+        ("flipout", bool, "Flipout weight noise."),
+    ],
     "vae": [("latent", int, "Latent size (default: 32).")],
     "flow": [],
 }
@@ -59,8 +62,11 @@ def _run(kind: str, values: dict[str, Any]) -> None:
 
     out, resume = Path(values["out"]), values["resume"]
     train, options = given(values, TrainConfig), given(values, TASK_OPTIONS[kind])
-    model = {name: values[name] for name, _, _ in MODEL_OPTIONS[kind]
-             if values[name] is not None and values[name] is not False}
+    model = {
+        name: values[name]
+        for name, _, _ in MODEL_OPTIONS[kind]
+        if values[name] is not None and values[name] is not False
+    }
     if "targets" in model:
         model["targets"] = [t.strip() for t in model["targets"].split(",") if t.strip()]
     if kind == "flow":
@@ -71,18 +77,27 @@ def _run(kind: str, values: dict[str, Any]) -> None:
             model["features"] = latent
     train, model, options = resolve_settings(kind, out, resume, train, model, options)
     try:
-        fit(make_task(kind, model, options), None, TrainConfig.from_dict(train), out,
-            resume=resume, progress=values["progress"])
+        fit(
+            make_task(kind, model, options),
+            None,
+            TrainConfig.from_dict(train),
+            out,
+            resume=resume,
+            progress=values["progress"],
+        )
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: continue with the same command plus --resume "
-                          f"(the last finished epoch is in {out})")
+        err_console.print(
+            f"interrupted: continue with the same command plus --resume "
+            f"(the last finished epoch is in {out})"
+        )
         raise
 
 
 def _register(kind: str) -> None:
     params = [
-        *config_options(TASK_OPTIONS[kind], flags={"vae_run": "--vae"}, required=["vae_run"],
-                        paths=_PATHS),
+        *config_options(
+            TASK_OPTIONS[kind], flags={"vae_run": "--vae"}, required=["vae_run"], paths=_PATHS
+        ),
         *config_options(TrainConfig, required=["data"], paths=_PATHS),
         option("out", Path, "Run folder to write (or --resume).", required=True),
         *(option(name, hint, text) for name, hint, text in MODEL_OPTIONS[kind]),

@@ -48,8 +48,11 @@ def resolve_settings(
         return train, model, options  # the loop names what the folder holds
     old_train, old_options = split_legacy(kind, rec)
     old_model = rec.get("model_config") or {}
-    clash = [k for k, v in train.items()
-             if k not in RESUMABLE_CHANGES and k in old_train and not _same(k, old_train[k], v)]
+    clash = [
+        k
+        for k, v in train.items()
+        if k not in RESUMABLE_CHANGES and k in old_train and not _same(k, old_train[k], v)
+    ]
     clash += [k for k, v in options.items() if not _same(k, old_options.get(k), v)]
     clash += [k for k, v in model.items() if old_model.get(k) != v]
     if clash:
