@@ -33,9 +33,11 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
-_TARGETS = "Predicted quantities, comma-separated: e1,e2,z or e1,e2 (default: e1,e2,z)."
-_PRELU = "element (Keras) or channel (default: element)."
-#: The model-config options of each command: (field, option type, help).
+_TARGETS = "Predicted quantities, comma-separated: e1,e2,z or e1,e2 (default: the paper's)."
+_PRELU = "PReLU slopes: element (Keras, the paper's) or channel."
+#: The model-config options of each command: (field, option type, help). Their defaults are
+#: the model configs' (``ShapeConfig``, ``VAEConfig``), not repeated here: reading those
+#: classes would import torch when the command line starts.
 MODEL_OPTIONS: dict[str, list[tuple[str, Any, str]]] = {
     "cnn": [("targets", str, _TARGETS), ("prelu", str, _PRELU)],
     "bnn": [
@@ -43,7 +45,7 @@ MODEL_OPTIONS: dict[str, list[tuple[str, Any, str]]] = {
         ("prelu", str, _PRELU),
         ("flipout", bool, "Flipout weight noise."),
     ],
-    "vae": [("latent", int, "Latent size (default: 32).")],
+    "vae": [("latent", int, "Latent size (default: the paper's).")],
     "flow": [],
 }
 _DOCS = {
