@@ -108,7 +108,9 @@ class StoreWriter:
         self.columns = {k: ColumnSpec.of(v) for k, v in attrs["columns"].items()}
         self.image_shape = (len(attrs["bands"]), attrs["stamp_size"], attrs["stamp_size"])
         # array handles opened once (each group lookup re-reads zarr.json)
-        self._arrays = {k: group[k] for k in (*self.image_names, *self.columns, _DONE)}
+        self._arrays = {
+            k: _open_array(group, path, k) for k in (*self.image_names, *self.columns, _DONE)
+        }
 
     def chunk_range(self, k: int) -> tuple[int, int]:
         """Rows ``[start, stop)`` of chunk ``k``."""
@@ -117,9 +119,13 @@ class StoreWriter:
         return k * self.chunk_size, min(self.n, (k + 1) * self.chunk_size)
 
     def pending_chunks(self) -> list[int]:
-        """Chunks not yet marked done, in order."""
-        done = self._arrays[_DONE][:]
-        return [int(k) for k in np.flatnonzero(~done)]
+        """Chunks not yet marked done, in order. A chunk marked done whose image files are
+        missing (deleted, or lost with a disk) is unmarked here, so it is written again."""
+        done = set(_done_chunks(self.path, self._group, self.n_chunks).tolist())
+        for k in _missing_chunks(self.path, sorted(done), self.image_names):
+            self._arrays[_DONE][k] = False
+            done.discard(k)
+        return [k for k in range(self.n_chunks) if k not in done]
 
     def write_chunk(
         self, k: int, images: Mapping[str, np.ndarray], columns: Mapping[str, np.ndarray]
@@ -318,6 +324,74 @@ def _open_group(path: Path, mode: str) -> Any:
         raise CosmobenchError(f"{path} is corrupt or not a Zarr v3 store ({first})") from None
 
 
+def _open_array(group: Any, path: Path, name: str) -> Any:
+    """Array ``name`` of the store; unreadable or foreign metadata is a one-line error naming
+    the array and its file."""
+    meta = path / name / "zarr.json"
+    if not meta.is_file():
+        raise CosmobenchError(
+            f"{path} is a corrupt data set (array {name} missing: no {meta}); recreate it"
+        )
+    try:
+        return group[name]
+    except Exception as e:  # JSONDecodeError, zarr's UnknownCodecError, KeyError, ...
+        if isinstance(e, json.JSONDecodeError):
+            why = f"not valid JSON: {e.msg}"
+        elif "codec" in type(e).__name__.lower() or "codec" in str(e).lower():
+            why = f"unknown or unsupported codec ({str(e)[:80]})"
+        else:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
+        raise CosmobenchError(
+            f"{path} is corrupt: the metadata of array {name} ({meta}) cannot be read ({why}); "
+            "recreate the data set with the command that made it"
+        ) from None
+
+
+def _chunk_file(path: Path, name: str, coords: Sequence[int]) -> Path | None:
+    """The file of chunk ``coords`` of array ``name`` under Zarr v3's default key encoding
+    (``c/i/j/...``); ``None`` under another encoding."""
+    try:
+        meta = json.loads((path / name / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    enc = meta.get("chunk_key_encoding") or {}
+    sep = (enc.get("configuration") or {}).get("separator", "/")
+    if enc.get("name") != "default" or sep != "/":
+        return None
+    return path / name / "c" / Path(*[str(int(c)) for c in coords])
+
+
+def _done_chunks(path: Path, group: Any, n_chunks: int) -> np.ndarray:
+    """Indices of the chunks marked done, sorted. Only the marks written are read (one file
+    each): the cost follows what was written, not the size the store declares."""
+    folder = path / _DONE / "c"
+    if _chunk_file(path, _DONE, (0,)) is None:  # another key encoding: read the whole array
+        return np.flatnonzero(group[_DONE][:]).astype(np.int64)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return np.zeros(0, np.int64)
+    idx = np.array(sorted(int(f) for f in names if f.isdigit() and int(f) < n_chunks), np.int64)
+    if idx.size == 0:
+        return idx
+    marks = np.asarray(group[_DONE].oindex[idx], dtype=bool)
+    return idx[marks]
+
+
+def _missing_chunks(path: Path, done: Sequence[int], image_names: Sequence[str]) -> list[int]:
+    """Chunks marked done whose image file is missing. Images are never all fill value
+    (NaN), so a chunk written has a file for each image array. (Columns may legitimately
+    have no file: Zarr skips a chunk equal to the fill value, e.g. ``rot90`` all False.)"""
+    missing: set[int] = set()
+    for name in image_names:
+        first = _chunk_file(path, name, (0, 0, 0, 0))
+        if first is None:
+            continue
+        base, rest = first.parent.parent.parent.parent, Path("0", "0", "0")
+        missing.update(int(k) for k in done if not (base / str(int(k)) / rest).is_file())
+    return sorted(missing)
+
+
 def _check_schema(path: Path, attrs: Mapping[str, Any]) -> None:
     if attrs.get("schema") != SCHEMA:
         raise CosmobenchError(
@@ -363,28 +437,44 @@ class Dataset:
         self.config: dict[str, Any] = self.attrs.get("config", {})
         self.image_names: tuple[str, ...] = tuple(self.attrs["images"])
         self.columns: tuple[str, ...] = tuple(self.attrs["columns"])
-        self.done: np.ndarray = group[_DONE][:]
+        self.n_chunks: int = -(-self.n // self.chunk_size)
+        marked = _done_chunks(path, group, self.n_chunks)
+        #: chunks marked done whose image files are missing (left out of ``done_chunks``)
+        self.missing_chunks: list[int] = _missing_chunks(path, marked, self.image_names)
+        #: indices of the chunks written and whole, sorted
+        self.done_chunks: np.ndarray = np.setdiff1d(marked, self.missing_chunks)
         self._arrays: dict[str, Any] = {}
-        self.complete = bool(self.done.all())
+        self.complete = self.done_chunks.size == self.n_chunks
+
+    @property
+    def done(self) -> np.ndarray:
+        """One bool per chunk: written and whole (built on demand: n / chunk_size entries)."""
+        mask = np.zeros(self.n_chunks, dtype=bool)
+        mask[self.done_chunks] = True
+        return mask
 
     def __len__(self) -> int:
         return self.n
 
     def __repr__(self) -> str:
-        state = "complete" if self.complete else f"{int(self.done.sum())}/{self.done.size} chunks"
+        state = "complete" if self.complete else f"{self.done_chunks.size}/{self.n_chunks} chunks"
         bands = "".join(self.bands)
         return f"Dataset({str(self.path)!r}, kind={self.kind}, n={self.n}, bands={bands}, {state})"
 
     def _array(self, name: str, allowed: Sequence[str]) -> Any:
         check_choice("array", name, allowed)
         if name not in self._arrays:  # opened once: each lookup re-reads zarr.json
-            self._arrays[name] = self._group[name]
+            self._arrays[name] = _open_array(self._group, self.path, name)
         return self._arrays[name]
 
-    def column(self, name: str) -> np.ndarray:
-        """Column ``name`` as numpy, shape (N,) or (N, 6)."""
+    def column(self, name: str, index: Any = None) -> np.ndarray:
+        """Column ``name`` as numpy, shape (N,) or (N, 6); ``index``: rows (sorted, unique
+        ints) to read instead of all."""
         arr = self._array(name, self.columns)
-        return self._read(name, lambda: arr[:])
+        if index is None:
+            return self._read(name, lambda: arr[:])
+        rows = np.asarray(index, dtype=np.int64)
+        return self._read(name, lambda: arr.oindex[rows] if rows.size else arr[:0])
 
     def images(self, name: str = "noisy", index: Any = None) -> np.ndarray:
         """Images as float32 numpy (n, bands, S, S).
@@ -456,25 +546,36 @@ def open_dataset(path: str | Path, *, allow_incomplete: bool = False) -> Dataset
     group = _open_group(path, mode="r")
     attrs = dict(group.attrs)
     _check_schema(path, attrs)
-    keys = set(group.array_keys())
-    want = {*attrs["images"], *attrs["columns"], _DONE}
-    if want - keys:
+    want = [*attrs["images"], *attrs["columns"], _DONE]
+    absent = [k for k in want if not (path / k / "zarr.json").is_file()]
+    if absent:
         raise CosmobenchError(
-            f"{path} is a corrupt data set (arrays missing: {', '.join(sorted(want - keys))})"
+            f"{path} is a corrupt data set (arrays missing: {', '.join(sorted(absent))})"
         )
+    arrays = {k: _open_array(group, path, k) for k in want}
     n, shape = attrs["n"], (len(attrs["bands"]), attrs["stamp_size"], attrs["stamp_size"])
     for name in attrs["images"]:
-        if tuple(group[name].shape) != (n, *shape):
+        if tuple(arrays[name].shape) != (n, *shape):
             raise CosmobenchError(
-                f"{path}/{name} has shape {group[name].shape}, expected {(n, *shape)}"
+                f"{path}/{name} has shape {arrays[name].shape}, expected {(n, *shape)}"
             )
     for name in attrs["columns"]:
-        if group[name].shape[0] != n:
-            raise CosmobenchError(f"{path}/{name} has {group[name].shape[0]} rows, expected {n}")
+        if arrays[name].shape[0] != n:
+            raise CosmobenchError(f"{path}/{name} has {arrays[name].shape[0]} rows, expected {n}")
     ds = Dataset(path, group)
+    ds._arrays.update({k: v for k, v in arrays.items() if k != _DONE})
+    if ds.missing_chunks and not allow_incomplete:
+        k = ds.missing_chunks[0]
+        more = f" (and {len(ds.missing_chunks) - 1} more)" if len(ds.missing_chunks) > 1 else ""
+        raise CosmobenchError(
+            f"{path}: chunk {k} (galaxies {k * ds.chunk_size}-"
+            f"{min(ds.n, (k + 1) * ds.chunk_size) - 1}){more} is marked written but its image "
+            "files are missing; rerun the command that made the data set (same options) to "
+            "write it again"
+        )
     if not ds.complete and not allow_incomplete:
         raise CosmobenchError(
-            f"{path} is incomplete ({int(ds.done.sum())} of {ds.done.size} chunks written); "
+            f"{path} is incomplete ({ds.done_chunks.size} of {ds.n_chunks} chunks written); "
             "rerun the command that made it to finish it"
         )
     return ds
