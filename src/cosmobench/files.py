@@ -63,6 +63,8 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def read_json(path: str | Path, what: str = "file") -> Any:
     """Read JSON, turning a missing or corrupt file into a one-line error."""
     path = Path(path)
+    if path.is_dir():
+        raise CosmobenchError(f"{what} {path} is a folder, not a file; give the file's path")
     if not path.is_file():
         raise CosmobenchError(f"{what} {path} does not exist")
     try:

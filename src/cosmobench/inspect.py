@@ -21,16 +21,6 @@ __all__ = ["summarize", "summary_tables", "plot_grid"]
 QUANTILES = (5, 50, 95)
 
 
-def _written(ds: Dataset) -> int:
-    """Galaxies in the chunks written (arithmetic on the chunk indices: no scan)."""
-    k = ds.done_chunks
-    rows = int(k.size) * ds.chunk_size
-    last = ds.n_chunks - 1
-    if k.size and k[-1] == last:
-        rows -= last * ds.chunk_size + ds.chunk_size - ds.n
-    return rows
-
-
 def _sample_rows(ds: Dataset, limit: int) -> np.ndarray:
     """Rows of whole written chunks, spread over the store, about ``limit`` of them (at least
     one chunk): what the summary reads, so its cost follows ``limit``, not the store's size."""
@@ -71,9 +61,7 @@ def _sky(ds: Dataset) -> list[float] | None:
     return [float(v) for v in sky_per_pixel(const, t, ds.pixel_scale)]
 
 
-def summarize(
-    ds: Dataset, sample: int = 256, column_sample: int = 20000
-) -> dict[str, Any]:
+def summarize(ds: Dataset, sample: int = 256, column_sample: int = 20000) -> dict[str, Any]:
     """Counts, per-band quantiles (5, 50, 95 %) and the settings of a data set, as plain data.
 
     Only whole written chunks spread over the store are read (about ``column_sample``
@@ -92,7 +80,7 @@ def summarize(
         "path": str(ds.path),
         "kind": ds.kind,
         "n": ds.n,
-        "written": _written(ds),
+        "written": ds.rows_written,
         "read": int(rows.size),
         "chunks": f"{ds.done_chunks.size}/{ds.n_chunks}",
         "missing_chunks": list(ds.missing_chunks),

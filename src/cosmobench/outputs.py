@@ -26,6 +26,9 @@ __all__ = [
     "store_bytes",
     "write_error",
     "human_bytes",
+    "check_store_output",
+    "check_image_path",
+    "IMAGE_SUFFIXES",
 ]
 
 KINDS = ("file", "dir", "store")
@@ -121,6 +124,7 @@ def check_output(
     need_bytes: int = 0,
     exists_ok: bool = True,
     example: str | None = None,
+    override: str | None = None,
 ) -> Path:
     """Check, before any work, that ``path`` can be written as a ``kind``; return it.
 
@@ -132,6 +136,7 @@ def check_output(
         need_bytes: estimated bytes the command will write there (0: no space check).
         exists_ok: ``False`` refuses an existing path.
         example: a file name to suggest when a folder is given for a file.
+        override: the option that skips the space check, named in its message.
 
     Raises:
         CosmobenchError: the path is of another sort, cannot be written, or its file system
@@ -163,8 +168,60 @@ def check_output(
     if need_bytes > 0:
         free = free_bytes(anc)
         if free is not None and need_bytes > free:
+            skip = f", or pass {override} if the estimate is wrong" if override else ""
             raise CosmobenchError(
                 f"{flag} {path} needs about {human_bytes(need_bytes)} and its file system has "
-                f"{human_bytes(free)} free; free some space or choose another {flag}"
+                f"{human_bytes(free)} free; free some space or choose another {flag}{skip}"
             )
     return path
+
+
+def check_store_output(
+    path: str | Path,
+    n: int,
+    images: int,
+    *,
+    flag: str = "--out",
+    space_check: bool = True,
+    override: str | None = None,
+) -> Path:
+    """:func:`check_output` for a store of ``n`` galaxies with ``images`` image arrays: the
+    space check counts only the galaxies a resumed store still lacks."""
+    path = Path(path)
+    rows = n
+    if (path / "zarr.json").is_file():
+        from cosmobench.store import open_dataset
+
+        try:
+            rows = max(0, n - open_dataset(path, allow_incomplete=True).rows_written)
+        except CosmobenchError:
+            pass  # the writer says what is wrong with it (another config, corrupt, ...)
+    need = store_bytes(rows, images) if space_check else 0
+    return check_output(path, "store", flag=flag, need_bytes=need, override=override)
+
+
+#: image formats matplotlib writes (``savefig`` picks the format from the suffix)
+IMAGE_SUFFIXES = (
+    ".png",
+    ".pdf",
+    ".svg",
+    ".svgz",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".eps",
+    ".ps",
+)
+
+
+def check_image_path(path: str | Path, flag: str = "--png") -> Path:
+    """A figure path: a known image suffix, and writable (:func:`check_output`)."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CosmobenchError(
+            f"{flag} {path}: unsupported image format {path.suffix or '(no suffix)'!r}; use a "
+            f"name ending in {', '.join(IMAGE_SUFFIXES[:4])}, ..."
+        )
+    return check_output(path, "file", flag=flag, example="grid.png")

@@ -447,6 +447,15 @@ class Dataset:
         self.complete = self.done_chunks.size == self.n_chunks
 
     @property
+    def rows_written(self) -> int:
+        """Galaxies in the chunks written and whole (arithmetic on the chunk indices)."""
+        k = self.done_chunks
+        rows = int(k.size) * self.chunk_size
+        if k.size and k[-1] == self.n_chunks - 1:
+            rows -= self.n_chunks * self.chunk_size - self.n
+        return rows
+
+    @property
     def done(self) -> np.ndarray:
         """One bool per chunk: written and whole (built on demand: n / chunk_size entries)."""
         mask = np.zeros(self.n_chunks, dtype=bool)

@@ -84,9 +84,13 @@ def _shape_model(targets: str | None, prelu: str | None, flipout: bool) -> dict[
 
 def _run(kind: str, out: Path, resume: bool, progress: bool, train_opts: dict[str, Any],
          model_opts: dict[str, Any]) -> None:
+    from cosmobench.outputs import check_output
     from cosmobench.train import TrainConfig, fit, make_task
     from cosmobench.train.config import RESUMABLE_CHANGES
     from cosmobench.train.runs import CONFIG_FILE
+
+    # the weights, the checkpoint (with the optimiser state) and figures: tens of MB
+    check_output(out, "dir", need_bytes=64 << 20)
 
     stored = out / CONFIG_FILE
     if resume and stored.is_file():
