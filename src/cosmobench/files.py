@@ -103,13 +103,16 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
 
 def _checkpoint_reason(e: BaseException) -> str:
-    """Why torch could not load a file, in words (no offsets, opcodes or C++ locations)."""
+    """Why torch could not load a file, in words (no opcodes, offsets or C++ locations)."""
     text = str(e)
-    if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
+    if "Unsupported global" in text or "GLOBAL" in text:
         return "it holds Python objects, not only tensors and plain data; it is not loaded"
     if "central directory" in text or "zip archive" in text or isinstance(e, EOFError):
         return "not a complete torch zip file"
-    if "magic number" in text or "invalid load key" in text:
-        return "not a torch file"
+    if any(
+        s in text
+        for s in ("legacy .tar", "Unsupported operand", "invalid load key", "magic number")
+    ) or isinstance(e, KeyError):
+        return "not a torch checkpoint: a raw pickle or another format; it is not loaded"
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
     return "".join(c for c in first if not c.isdigit()).strip()[:100] or type(e).__name__

@@ -38,7 +38,7 @@ _ADVICE = {
     errno.ENOSPC: "free some space or choose another output",
     errno.EDQUOT: "free some space (disk quota) or choose another output",
     errno.EFBIG: "the file system cannot hold a file this large; choose another output",
-    errno.EROFS: "the file system is read-only; choose another output",
+    errno.EROFS: "choose another output, on a writable file system",
     errno.EACCES: "no permission; choose another output or fix its permissions",
     errno.EPERM: "no permission; choose another output or fix its permissions",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another output",

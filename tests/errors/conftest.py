@@ -42,8 +42,9 @@ def _mount(target: Path, size: str, ro: bool) -> bool:
         return False
     target.mkdir(parents=True, exist_ok=True)
     opts = f"size={size}" + (",ro" if ro else "")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(target)],
-                       capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(target)], capture_output=True
+    )
     return r.returncode == 0
 
 
@@ -89,18 +90,23 @@ def _broken(w: World) -> dict[str, Path]:
 
     (copy("garbage_array") / "e1" / "zarr.json").write_text("garbage{")
     (copy("garbage_root") / "zarr.json").write_text("{not json")
-    _edit_json(copy("codec") / "noisy" / "zarr.json",
-               lambda d: d["codecs"].__setitem__(1, {"name": "numcodecs.pickle",
-                                                     "configuration": {}}))
+    _edit_json(
+        copy("codec") / "noisy" / "zarr.json",
+        lambda d: d["codecs"].__setitem__(1, {"name": "numcodecs.pickle", "configuration": {}}),
+    )
     (copy("missing_chunk") / "noisy" / "c" / "1" / "0" / "0" / "0").unlink()
     (copy("missing_done") / "done" / "c" / "1").unlink()  # an interrupted run
     shutil.rmtree(copy("missing_array") / "e1")
-    _edit_json(copy("newer") / "zarr.json",
-               lambda d: d["attributes"].__setitem__("schema_version", 99))
-    _edit_json(copy("foreign") / "zarr.json",
-               lambda d: d["attributes"].__setitem__("schema", "someone.else"))
-    _edit_json(copy("bad_kind") / "zarr.json",
-               lambda d: d["attributes"].__setitem__("kind", "photos"))
+    _edit_json(
+        copy("newer") / "zarr.json", lambda d: d["attributes"].__setitem__("schema_version", 99)
+    )
+    _edit_json(
+        copy("foreign") / "zarr.json",
+        lambda d: d["attributes"].__setitem__("schema", "someone.else"),
+    )
+    _edit_json(
+        copy("bad_kind") / "zarr.json", lambda d: d["attributes"].__setitem__("kind", "photos")
+    )
     nan = copy("nan_pixels")
     import zarr
 
@@ -138,6 +144,8 @@ def _broken(w: World) -> dict[str, Path]:
     pkl = run_copy("pickle_run", w.cnn) / "model.pt"
     with open(pkl, "wb") as f:  # a raw pickle of a Python object: must never be loaded
         pickle.dump({"format": "x", "obj": Path("/")}, f)
+    objs = run_copy("objects_run", w.cnn) / "model.pt"
+    torch.save({"format": "x", "obj": Path("/")}, objs)  # a zip holding a Python object
     trunc = run_copy("truncated_run", w.cnn) / "model.pt"
     trunc.write_bytes(trunc.read_bytes()[: trunc.stat().st_size // 2])
     (run_copy("garbage_run", w.cnn) / "model.pt").write_bytes(b"\x00" * 1000)
@@ -163,8 +171,9 @@ def _broken(w: World) -> dict[str, Path]:
     out["ref_wrong"] = b / "ref_wrong.json"
     out["ref_wrong"].write_text(json.dumps({"source": "me", "hello": 1}))
     out["ref_bad_lengths"] = b / "ref_bad.json"
-    out["ref_bad_lengths"].write_text(json.dumps(
-        {"generate": {"n": [1, 2], "gpu_s": [1.0], "ipu_s": [1.0, 2.0]}}))
+    out["ref_bad_lengths"].write_text(
+        json.dumps({"generate": {"n": [1, 2], "gpu_s": [1.0], "ipu_s": [1.0, 2.0]}})
+    )
     return out
 
 
@@ -176,7 +185,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
     # tests/generate/conftest.py makes small random VAE + flow run folders
     spec = importlib.util.spec_from_file_location(
-        "_generate_fixtures", Path(__file__).parents[1] / "generate" / "conftest.py")
+        "_generate_fixtures", Path(__file__).parents[1] / "generate" / "conftest.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     write_runs = mod.write_runs
@@ -187,19 +197,32 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("world")
     w = World(root=root)
-    w.sim = simulate(SimConfig(n=16, seed=1, chunk_size=8, measure=False), root / "sim.zarr",
-                     progress=False)
-    w.sim_b = simulate(SimConfig(n=24, seed=2, chunk_size=8, measure=False),
-                       root / "sim_b.zarr", progress=False)
+    w.sim = simulate(
+        SimConfig(n=16, seed=1, chunk_size=8, measure=False), root / "sim.zarr", progress=False
+    )
+    w.sim_b = simulate(
+        SimConfig(n=24, seed=2, chunk_size=8, measure=False), root / "sim_b.zarr", progress=False
+    )
     w.vae, w.flow = write_runs(root / "gruns")
-    w.gen = generate(GenerateConfig(vae_run=str(w.vae), flow_run=str(w.flow), n=16, seed=0,
-                                    chunk_size=8, noise=True), root / "gen.zarr", progress=False)
+    w.gen = generate(
+        GenerateConfig(
+            vae_run=str(w.vae), flow_run=str(w.flow), n=16, seed=0, chunk_size=8, noise=True
+        ),
+        root / "gen.zarr",
+        progress=False,
+    )
     for kind in ("cnn", "bnn"):
         main(["train", kind, "--data", str(w.sim), "--out", str(root / kind), *FAST])
     w.cnn, w.bnn = root / "cnn", root / "bnn"
     w.results = root / "results.json"
-    cfg = BenchConfig(workloads=("simulate",), device="cpu", sim_galaxies=1, repeats=1,
-                      min_block_s=0.001, warmup_max_s=0.1)
+    cfg = BenchConfig(
+        workloads=("simulate",),
+        device="cpu",
+        sim_galaxies=1,
+        repeats=1,
+        min_block_s=0.001,
+        warmup_max_s=0.1,
+    )
     run_bench(cfg, w.results, progress=False)
     w.broken = _broken(w)
     mounts = []

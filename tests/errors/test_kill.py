@@ -31,7 +31,8 @@ def _session(sid: int) -> list[int]:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killing_simulate_leaves_no_process(tmp_path, sig):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    src = str(Path(__file__).parents[2] / "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src}
     p = subprocess.Popen(
         [sys.executable, "-m", "cosmobench", "simulate", "--n", "400", "--chunk-size", "8",
          "--workers", "2", "--no-measure", "--no-progress", "--out", str(tmp_path / "d.zarr")],

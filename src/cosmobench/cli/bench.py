@@ -111,6 +111,10 @@ def bench(
                 f"{e}; --out must be a new file or an unfinished run to resume: choose "
                 "another --out, or --force to overwrite it"
             ) from None
+    if data is not None:
+        from cosmobench.store import open_dataset
+
+        open_dataset(data)  # missing, corrupt, incomplete: one line before any measurement
     names = list(WORKLOAD_NAMES) if [w.lower() for w in workloads] == ["all"] else workloads
     cfg = BenchConfig(
         workloads=tuple(names), device=device, modes=tuple(m for m in modes.split(",") if m),
