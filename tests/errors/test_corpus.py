@@ -71,7 +71,13 @@ SIMULATE = [
         "--ignore-free-space",
         ("{tmp}/huge.zarr",),
     ),
-    C("sim-readonly", "simulate --n 4 --out {ro}/a.zarr", E, "Read-only file system", ("{ro}/a.zarr",)),
+    C(
+        "sim-readonly",
+        "simulate --n 4 --out {ro}/a.zarr",
+        E,
+        "Read-only file system",
+        ("{ro}/a.zarr",),
+    ),
     C(
         "sim-full-estimate",
         "simulate --n 64 --out {full}/a.zarr",
@@ -120,7 +126,13 @@ INSPECT = [
     C("insp-png-no-suffix", "inspect {sim} --png {tmp}/grid", E, "unsupported image format"),
     C("insp-png-folder", "inspect {sim} --png {b[empty_dir]}", E, "unsupported image format"),
     C("insp-png-folder-png", "inspect {sim} --png {b[png_dir]}", E, "is a folder, not a file"),
-    C("insp-png-readonly", "inspect {sim} --png {ro}/g.png", E, "Read-only file system", ("{ro}/g.png",)),
+    C(
+        "insp-png-readonly",
+        "inspect {sim} --png {ro}/g.png",
+        E,
+        "Read-only file system",
+        ("{ro}/g.png",),
+    ),
     C("insp-png-below-file", "inspect {sim} --png {b[text]}/g.png", E, "is a file"),
     C("insp-galaxies-zero", "inspect {sim} --galaxies 0 --png {tmp}/g.png", E, "--galaxies"),
 ]
@@ -142,7 +154,13 @@ def _train_cases(kind: str) -> list[Case]:
         ),
         C("data-interrupted", f"{pre} --data {{b[missing_done]}} --out {run}", E, "incomplete"),
         C("out-file", f"{pre} --data {{sim}} --out {{b[text]}}", E, "exists and is a file"),
-        C("out-readonly", f"{pre} --data {{sim}} --out {{ro}}/run", E, "Read-only file system", ("{ro}/run",)),
+        C(
+            "out-readonly",
+            f"{pre} --data {{sim}} --out {{ro}}/run",
+            E,
+            "Read-only file system",
+            ("{ro}/run",),
+        ),
         C(
             "out-full",
             f"{pre} --data {{sim}} --out {{full}}/run",

@@ -213,7 +213,8 @@ def test_inspect_cost_follows_what_it_shows(tmp_path, cli):
     """A store declaring 1e11 galaxies with one chunk written: inspect reads that chunk only."""
     import tracemalloc
 
-    from cosmobench.sim import COLUMNS, IMAGE_NAMES, SimConfig, Simulator
+    from cosmobench.sim import SimConfig, Simulator
+    from cosmobench.sim.run import COLUMNS, IMAGE_NAMES
     from cosmobench.store import create_or_resume
 
     cfg = SimConfig(n=10**11, seed=3, chunk_size=4, measure=False)
