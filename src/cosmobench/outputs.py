@@ -156,13 +156,13 @@ def check_output(
         if kind in ("dir", "store") and not path.is_dir():
             sort = "store folder" if kind == "store" else "folder"
             raise CosmobenchError(
-                f"{flag} {path} exists and is a file, not a {sort}; remove it or choose "
+                f"{flag} {path} exists and is not a {sort} (a file); remove it or choose "
                 f"another {flag}"
             )
     anc = _existing_ancestor(path.parent if kind == "file" else path)
     if not anc.is_dir():
         raise CosmobenchError(
-            f"{flag} {path}: {anc} is a file, not a folder; choose another {flag}"
+            f"cannot write {flag} {path}: {anc} is a file, not a folder; choose another {flag}"
         )
     _probe(anc, path, flag)
     if need_bytes > 0:
