@@ -33,6 +33,7 @@ import numpy as np
 
 from cosmobench.errors import CosmobenchError, check_choice
 from cosmobench.memory import available_bytes
+from cosmobench.store_check import DONE, done_chunks, missing_chunks, open_array, read_rows
 
 __all__ = [
     "SCHEMA",
@@ -51,7 +52,6 @@ SCHEMA = "cosmobench.dataset"
 SCHEMA_VERSION = 1
 KINDS: tuple[str, ...] = ("simulation", "generation")
 DEFAULT_BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z", "y")
-_DONE = "done"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,7 @@ class StoreWriter:
         self.image_shape = (len(attrs["bands"]), attrs["stamp_size"], attrs["stamp_size"])
         # array handles opened once (each group lookup re-reads zarr.json)
         self._arrays = {
-            k: _open_array(group, path, k) for k in (*self.image_names, *self.columns, _DONE)
+            k: open_array(group, path, k) for k in (*self.image_names, *self.columns, DONE)
         }
 
     def chunk_range(self, k: int) -> tuple[int, int]:
@@ -121,9 +121,9 @@ class StoreWriter:
     def pending_chunks(self) -> list[int]:
         """Chunks not yet marked done, in order. A chunk marked done whose image files are
         missing (deleted, or lost with a disk) is unmarked here, so it is written again."""
-        done = set(_done_chunks(self.path, self._group, self.n_chunks).tolist())
-        for k in _missing_chunks(self.path, sorted(done), self.image_names):
-            self._arrays[_DONE][k] = False
+        done = set(done_chunks(self.path, self._group, self.n_chunks).tolist())
+        for k in missing_chunks(self.path, sorted(done), self.image_names):
+            self._arrays[DONE][k] = False
             done.discard(k)
         return [k for k in range(self.n_chunks) if k not in done]
 
@@ -153,7 +153,7 @@ class StoreWriter:
             if arr.shape != (m, *spec.shape):
                 raise ValueError(f"{name}: shape {arr.shape}, expected {(m, *spec.shape)}")
             self._arrays[name][start:stop] = arr
-        self._arrays[_DONE][k] = True  # after the data: a chunk marked done is whole
+        self._arrays[DONE][k] = True  # after the data: a chunk marked done is whole
 
     def finalize(self) -> Path:
         """Check that every chunk is done and return the store's path."""
@@ -255,7 +255,7 @@ def _create(path: Path, attrs: dict[str, Any]) -> StoreWriter:
                 dtype=spec["dtype"],
                 fill_value=_fill(spec["dtype"]),
             )
-        group.create_array(_DONE, shape=(-(-n // c),), chunks=(1,), dtype="bool", fill_value=False)
+        group.create_array(DONE, shape=(-(-n // c),), chunks=(1,), dtype="bool", fill_value=False)
         if path.exists():
             path.rmdir()  # an empty folder the user made
         os.rename(tmp, path)
@@ -324,90 +324,6 @@ def _open_group(path: Path, mode: str) -> Any:
         raise CosmobenchError(f"{path} is corrupt or not a Zarr v3 store ({first})") from None
 
 
-def _open_array(group: Any, path: Path, name: str) -> Any:
-    """Array ``name`` of the store; unreadable or foreign metadata is a one-line error naming
-    the array and its file."""
-    meta = path / name / "zarr.json"
-    if not meta.is_file():
-        raise CosmobenchError(
-            f"{path} is a corrupt data set (array {name} missing: no {meta}); recreate it"
-        )
-    try:
-        return group[name]
-    except Exception as e:  # JSONDecodeError, zarr's UnknownCodecError, KeyError, ...
-        if isinstance(e, json.JSONDecodeError):
-            why = f"not valid JSON: {e.msg}"
-        elif "codec" in type(e).__name__.lower() or "codec" in str(e).lower():
-            why = f"unknown or unsupported codec ({str(e)[:80]})"
-        else:
-            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
-        raise CosmobenchError(
-            f"{path} is corrupt: the metadata of array {name} ({meta}) cannot be read ({why}); "
-            "recreate the data set with the command that made it"
-        ) from None
-
-
-def _chunk_file(path: Path, name: str, coords: Sequence[int]) -> Path | None:
-    """The file of chunk ``coords`` of array ``name`` under Zarr v3's default key encoding
-    (``c/i/j/...``); ``None`` under another encoding."""
-    try:
-        meta = json.loads((path / name / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return None
-    enc = meta.get("chunk_key_encoding") or {}
-    sep = (enc.get("configuration") or {}).get("separator", "/")
-    if enc.get("name") != "default" or sep != "/":
-        return None
-    return path / name / "c" / Path(*[str(int(c)) for c in coords])
-
-
-def _done_chunks(path: Path, group: Any, n_chunks: int) -> np.ndarray:
-    """Indices of the chunks marked done, sorted. Only the marks written are read (one file
-    each): the cost follows what was written, not the size the store declares."""
-    folder = path / _DONE / "c"
-    if _chunk_file(path, _DONE, (0,)) is None:  # another key encoding: read the whole array
-        return np.flatnonzero(group[_DONE][:]).astype(np.int64)
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return np.zeros(0, np.int64)
-    idx = np.array(sorted(int(f) for f in names if f.isdigit() and int(f) < n_chunks), np.int64)
-    if idx.size == 0:
-        return idx
-    marks = np.asarray(_read_rows(group[_DONE], idx), dtype=bool)
-    return idx[marks]
-
-
-def _read_rows(arr: Any, rows: np.ndarray) -> np.ndarray:
-    """``arr[rows]`` for sorted unique ``rows``. Zarr's orthogonal indexing (one read per
-    chunk touched) allocates per chunk of the whole array: a store declaring 1e11 rows would
-    need hundreds of GiB to read four. Past 100,000 chunks, read one slice per contiguous run
-    instead."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        return arr[:0]
-    if arr.nchunks <= 100_000:
-        return arr.oindex[rows]
-    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts = np.concatenate([[0], cuts])
-    stops = np.concatenate([cuts, [rows.size]])
-    return np.concatenate([arr[rows[a] : rows[b - 1] + 1] for a, b in zip(starts, stops)])
-
-
-def _missing_chunks(path: Path, done: Sequence[int], image_names: Sequence[str]) -> list[int]:
-    """Chunks marked done whose image file is missing. Images are never all fill value
-    (NaN), so a chunk written has a file for each image array. (Columns may legitimately
-    have no file: Zarr skips a chunk equal to the fill value, e.g. ``rot90`` all False.)"""
-    missing: set[int] = set()
-    for name in image_names:
-        first = _chunk_file(path, name, (0, 0, 0, 0))
-        if first is None:
-            continue
-        base, rest = first.parent.parent.parent.parent, Path("0", "0", "0")
-        missing.update(int(k) for k in done if not (base / str(int(k)) / rest).is_file())
-    return sorted(missing)
-
-
 def _check_schema(path: Path, attrs: Mapping[str, Any]) -> None:
     if attrs.get("schema") != SCHEMA:
         raise CosmobenchError(
@@ -454,9 +370,9 @@ class Dataset:
         self.image_names: tuple[str, ...] = tuple(self.attrs["images"])
         self.columns: tuple[str, ...] = tuple(self.attrs["columns"])
         self.n_chunks: int = -(-self.n // self.chunk_size)
-        marked = _done_chunks(path, group, self.n_chunks)
+        marked = done_chunks(path, group, self.n_chunks)
         #: chunks marked done whose image files are missing (left out of ``done_chunks``)
-        self.missing_chunks: list[int] = _missing_chunks(path, marked, self.image_names)
+        self.missing_chunks: list[int] = missing_chunks(path, marked, self.image_names)
         #: indices of the chunks written and whole, sorted
         self.done_chunks: np.ndarray = np.setdiff1d(marked, self.missing_chunks)
         self._arrays: dict[str, Any] = {}
@@ -489,7 +405,7 @@ class Dataset:
     def _array(self, name: str, allowed: Sequence[str]) -> Any:
         check_choice("array", name, allowed)
         if name not in self._arrays:  # opened once: each lookup re-reads zarr.json
-            self._arrays[name] = _open_array(self._group, self.path, name)
+            self._arrays[name] = open_array(self._group, self.path, name)
         return self._arrays[name]
 
     def column(self, name: str, index: Any = None) -> np.ndarray:
@@ -499,7 +415,7 @@ class Dataset:
         if index is None:
             return self._read(name, lambda: arr[:])
         rows = np.asarray(index, dtype=np.int64)
-        return self._read(name, lambda: _read_rows(arr, rows))
+        return self._read(name, lambda: read_rows(arr, rows))
 
     def images(self, name: str = "noisy", index: Any = None) -> np.ndarray:
         """Images as float32 numpy (n, bands, S, S).
@@ -516,7 +432,7 @@ class Dataset:
             idx = np.flatnonzero(idx)
         idx = np.where(idx < 0, idx + self.n, idx).astype(np.int64)
         uniq, inverse = np.unique(idx, return_inverse=True)  # zarr wants sorted selections
-        return self._read(name, lambda: _read_rows(arr, uniq)[inverse])
+        return self._read(name, lambda: read_rows(arr, uniq)[inverse])
 
     def tensor(self, name: str = "noisy", index: Any = None, device: Any = "cpu") -> Any:
         """Images loaded into memory as a float32 ``torch.Tensor`` on ``device``.
@@ -571,13 +487,13 @@ def open_dataset(path: str | Path, *, allow_incomplete: bool = False) -> Dataset
     group = _open_group(path, mode="r")
     attrs = dict(group.attrs)
     _check_schema(path, attrs)
-    want = [*attrs["images"], *attrs["columns"], _DONE]
+    want = [*attrs["images"], *attrs["columns"], DONE]
     absent = [k for k in want if not (path / k / "zarr.json").is_file()]
     if absent:
         raise CosmobenchError(
             f"{path} is a corrupt data set (arrays missing: {', '.join(sorted(absent))})"
         )
-    arrays = {k: _open_array(group, path, k) for k in want}
+    arrays = {k: open_array(group, path, k) for k in want}
     n, shape = attrs["n"], (len(attrs["bands"]), attrs["stamp_size"], attrs["stamp_size"])
     for name in attrs["images"]:
         if tuple(arrays[name].shape) != (n, *shape):
@@ -588,7 +504,7 @@ def open_dataset(path: str | Path, *, allow_incomplete: bool = False) -> Dataset
         if arrays[name].shape[0] != n:
             raise CosmobenchError(f"{path}/{name} has {arrays[name].shape[0]} rows, expected {n}")
     ds = Dataset(path, group)
-    ds._arrays.update({k: v for k, v in arrays.items() if k != _DONE})
+    ds._arrays.update({k: v for k, v in arrays.items() if k != DONE})
     if ds.missing_chunks and not allow_incomplete:
         k = ds.missing_chunks[0]
         more = f" (and {len(ds.missing_chunks) - 1} more)" if len(ds.missing_chunks) > 1 else ""
