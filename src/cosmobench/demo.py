@@ -61,9 +61,43 @@ class DemoConfig(Config):
             check_positive(name, getattr(self, name))
         if self.n_test < 2 * self.n_generate:
             raise CosmobenchError(
-                f"n_test must be at least 2 x n_generate ({2 * self.n_generate}) for the "
+                f"--n-test must be at least 2 x --n-generate ({2 * self.n_generate}) for the "
                 f"generation fidelity floor; got {self.n_test}"
             )
+        # 10 % of the galaxies are held out for validation; the rest must fill a batch
+        if self.n_train < 2 * self.batch_size:
+            raise CosmobenchError(
+                f"--n-train must be at least {2 * self.batch_size} (twice the demo's training "
+                f"batch of {self.batch_size}); got {self.n_train}"
+            )
+
+
+#: what a demo folder holds (anything else means the folder is someone else's)
+DEMO_ENTRIES = frozenset({"data", "runs", "eval", "bench", "generated.zarr", "generated.png",
+                          "REPORT.md"})
+
+
+def check_demo(cfg: DemoConfig) -> tuple[str, ...]:
+    """Every check of the demo's options and output, before its first stage; returns the
+    devices to benchmark."""
+    from cosmobench.devices import resolve_device
+    from cosmobench.outputs import check_output, store_bytes
+
+    devices = cfg.devices or present_devices()
+    for d in devices:
+        resolve_device(d)
+    out = Path(cfg.out)
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir()
+                       if p.name not in DEMO_ENTRIES and not p.name.startswith("."))
+        if other:
+            raise CosmobenchError(
+                f"--out {out} holds files that are not a demo's (e.g. {other[0]}); give a new "
+                "or empty folder, or the folder of an earlier demo to resume it"
+            )
+    need = store_bytes(cfg.n_train + cfg.n_test, 2) + store_bytes(cfg.n_generate, 1) + (200 << 20)
+    check_output(out, "dir", need_bytes=need)
+    return tuple(devices)
 
 
 def present_devices() -> tuple[str, ...]:
@@ -117,9 +151,9 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> Path:
     from cosmobench.store import open_dataset
     from cosmobench.train import TrainConfig, fit, load_run, make_task
 
+    devices = check_demo(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    devices = cfg.devices or present_devices()
     train_data, test_data = out / "data" / "train.zarr", out / "data" / "test.zarr"
     runs, evals = out / "runs", out / "eval"
     gen = out / "generated.zarr"

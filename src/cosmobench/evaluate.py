@@ -200,6 +200,7 @@ def evaluate_shape(
     snr_bins: int = 4,
     seed: int = 0,
     progress: bool = False,
+    exclude_nonfinite: bool = False,
 ) -> ShapeMetrics:
     """Evaluate a trained shape network on a simulated test set.
 
@@ -213,9 +214,15 @@ def evaluate_shape(
         snr_bins: number of quantile bins of the r-band ``snr`` column.
         seed: seeds the BNN weight noise (the global RNG state is restored afterwards).
         progress: show a progress bar.
+        exclude_nonfinite: leave out (and count in ``n_excluded``) the galaxies with a
+            NaN/inf pixel, label or SNR, or a non-finite prediction; by default they are an
+            error, so that no metric silently covers fewer galaxies than the data set has.
 
     Returns:
         The :class:`ShapeMetrics`.
+
+    Raises:
+        CosmobenchError: non-finite galaxies without ``exclude_nonfinite``.
     """
     check_positive("batch_size", batch_size)
     check_positive("snr_bins", snr_bins)
@@ -255,6 +262,13 @@ def evaluate_shape(
             bands = tuple(getattr(ds, "bands", ()))
             snr = snr[:, bands.index("r") if "r" in bands else 0]
         keep &= np.isfinite(snr)
+    n_bad = int((~keep).sum())
+    if n_bad and not exclude_nonfinite:
+        raise CosmobenchError(
+            f"{n_bad} of {ds.n} galaxies of {ds.path} have NaN/inf pixels, labels or SNR (or a "
+            "non-finite prediction); pass --exclude-nonfinite to evaluate without them (the "
+            "count is printed first and stored as n_excluded)"
+        )
     if not keep.any():
         raise CosmobenchError(f"data set {ds.path} has no galaxy with finite pixels and labels")
     sel = {k: v[keep] for k, v in dict(truth=truth, mean=mean, cov=cov, alea=alea, epi=epi).items()}

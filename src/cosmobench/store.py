@@ -33,6 +33,7 @@ import numpy as np
 
 from cosmobench.errors import CosmobenchError, check_choice
 from cosmobench.memory import available_bytes
+from cosmobench.store_check import DONE, done_chunks, missing_chunks, open_array, read_rows
 
 __all__ = [
     "SCHEMA",
@@ -52,7 +53,6 @@ SCHEMA = "cosmobench.dataset"
 SCHEMA_VERSION = 1
 KINDS: tuple[str, ...] = ("simulation", "generation")
 DEFAULT_BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z", "y")
-_DONE = "done"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,9 @@ class StoreWriter:
         self.columns = {k: ColumnSpec.of(v) for k, v in attrs["columns"].items()}
         self.image_shape = (len(attrs["bands"]), attrs["stamp_size"], attrs["stamp_size"])
         # array handles opened once (each group lookup re-reads zarr.json)
-        self._arrays = {k: group[k] for k in (*self.image_names, *self.columns, _DONE)}
+        self._arrays = {
+            k: open_array(group, path, k) for k in (*self.image_names, *self.columns, DONE)
+        }
 
     def chunk_range(self, k: int) -> tuple[int, int]:
         """Rows ``[start, stop)`` of chunk ``k``."""
@@ -118,9 +120,13 @@ class StoreWriter:
         return k * self.chunk_size, min(self.n, (k + 1) * self.chunk_size)
 
     def pending_chunks(self) -> list[int]:
-        """Chunks not yet marked done, in order."""
-        done = self._arrays[_DONE][:]
-        return [int(k) for k in np.flatnonzero(~done)]
+        """Chunks not yet marked done, in order. A chunk marked done whose image files are
+        missing (deleted, or lost with a disk) is unmarked here, so it is written again."""
+        done = set(done_chunks(self.path, self._group, self.n_chunks).tolist())
+        for k in missing_chunks(self.path, sorted(done), self.image_names):
+            self._arrays[DONE][k] = False
+            done.discard(k)
+        return [k for k in range(self.n_chunks) if k not in done]
 
     def write_chunk(
         self, k: int, images: Mapping[str, np.ndarray], columns: Mapping[str, np.ndarray]
@@ -148,7 +154,7 @@ class StoreWriter:
             if arr.shape != (m, *spec.shape):
                 raise ValueError(f"{name}: shape {arr.shape}, expected {(m, *spec.shape)}")
             self._arrays[name][start:stop] = arr
-        self._arrays[_DONE][k] = True  # after the data: a chunk marked done is whole
+        self._arrays[DONE][k] = True  # after the data: a chunk marked done is whole
 
     def finalize(self) -> Path:
         """Check that every chunk is done and return the store's path."""
@@ -250,7 +256,7 @@ def _create(path: Path, attrs: dict[str, Any]) -> StoreWriter:
                 dtype=spec["dtype"],
                 fill_value=_fill(spec["dtype"]),
             )
-        group.create_array(_DONE, shape=(-(-n // c),), chunks=(1,), dtype="bool", fill_value=False)
+        group.create_array(DONE, shape=(-(-n // c),), chunks=(1,), dtype="bool", fill_value=False)
         if path.exists():
             path.rmdir()  # an empty folder the user made
         os.rename(tmp, path)
@@ -365,28 +371,53 @@ class Dataset:
         self.config: dict[str, Any] = self.attrs.get("config", {})
         self.image_names: tuple[str, ...] = tuple(self.attrs["images"])
         self.columns: tuple[str, ...] = tuple(self.attrs["columns"])
-        self.done: np.ndarray = group[_DONE][:]
+        self.n_chunks: int = -(-self.n // self.chunk_size)
+        marked = done_chunks(path, group, self.n_chunks)
+        #: chunks marked done whose image files are missing (left out of ``done_chunks``)
+        self.missing_chunks: list[int] = missing_chunks(path, marked, self.image_names)
+        #: indices of the chunks written and whole, sorted
+        self.done_chunks: np.ndarray = np.setdiff1d(marked, self.missing_chunks)
         self._arrays: dict[str, Any] = {}
-        self.complete = bool(self.done.all())
+        self.complete = self.done_chunks.size == self.n_chunks
+
+    @property
+    def rows_written(self) -> int:
+        """Galaxies in the chunks written and whole (arithmetic on the chunk indices)."""
+        k = self.done_chunks
+        rows = int(k.size) * self.chunk_size
+        if k.size and k[-1] == self.n_chunks - 1:
+            rows -= self.n_chunks * self.chunk_size - self.n
+        return rows
+
+    @property
+    def done(self) -> np.ndarray:
+        """One bool per chunk: written and whole (built on demand: n / chunk_size entries)."""
+        mask = np.zeros(self.n_chunks, dtype=bool)
+        mask[self.done_chunks] = True
+        return mask
 
     def __len__(self) -> int:
         return self.n
 
     def __repr__(self) -> str:
-        state = "complete" if self.complete else f"{int(self.done.sum())}/{self.done.size} chunks"
+        state = "complete" if self.complete else f"{self.done_chunks.size}/{self.n_chunks} chunks"
         bands = "".join(self.bands)
         return f"Dataset({str(self.path)!r}, kind={self.kind}, n={self.n}, bands={bands}, {state})"
 
     def _array(self, name: str, allowed: Sequence[str]) -> Any:
         check_choice("array", name, allowed)
         if name not in self._arrays:  # opened once: each lookup re-reads zarr.json
-            self._arrays[name] = self._group[name]
+            self._arrays[name] = open_array(self._group, self.path, name)
         return self._arrays[name]
 
-    def column(self, name: str) -> np.ndarray:
-        """Column ``name`` as numpy, shape (N,) or (N, 6)."""
+    def column(self, name: str, index: Any = None) -> np.ndarray:
+        """Column ``name`` as numpy, shape (N,) or (N, 6); ``index``: rows (sorted, unique
+        ints) to read instead of all."""
         arr = self._array(name, self.columns)
-        return self._read(name, lambda: arr[:])
+        if index is None:
+            return self._read(name, lambda: arr[:])
+        rows = np.asarray(index, dtype=np.int64)
+        return self._read(name, lambda: read_rows(arr, rows))
 
     def images(self, name: str = "noisy", index: Any = None) -> np.ndarray:
         """Images as float32 numpy (n, bands, S, S).
@@ -403,7 +434,7 @@ class Dataset:
             idx = np.flatnonzero(idx)
         idx = np.where(idx < 0, idx + self.n, idx).astype(np.int64)
         uniq, inverse = np.unique(idx, return_inverse=True)  # zarr wants sorted selections
-        return self._read(name, lambda: arr.oindex[uniq][inverse])
+        return self._read(name, lambda: read_rows(arr, uniq)[inverse])
 
     def tensor(self, name: str = "noisy", index: Any = None, device: Any = "cpu") -> Any:
         """Images loaded into memory as a float32 ``torch.Tensor`` on ``device``.
@@ -505,25 +536,36 @@ def open_dataset(path: str | Path, *, allow_incomplete: bool = False) -> Dataset
     group = _open_group(path, mode="r")
     attrs = dict(group.attrs)
     _check_schema(path, attrs)
-    keys = set(group.array_keys())
-    want = {*attrs["images"], *attrs["columns"], _DONE}
-    if want - keys:
+    want = [*attrs["images"], *attrs["columns"], DONE]
+    absent = [k for k in want if not (path / k / "zarr.json").is_file()]
+    if absent:
         raise CosmobenchError(
-            f"{path} is a corrupt data set (arrays missing: {', '.join(sorted(want - keys))})"
+            f"{path} is a corrupt data set (arrays missing: {', '.join(sorted(absent))})"
         )
+    arrays = {k: open_array(group, path, k) for k in want}
     n, shape = attrs["n"], (len(attrs["bands"]), attrs["stamp_size"], attrs["stamp_size"])
     for name in attrs["images"]:
-        if tuple(group[name].shape) != (n, *shape):
+        if tuple(arrays[name].shape) != (n, *shape):
             raise CosmobenchError(
-                f"{path}/{name} has shape {group[name].shape}, expected {(n, *shape)}"
+                f"{path}/{name} has shape {arrays[name].shape}, expected {(n, *shape)}"
             )
     for name in attrs["columns"]:
-        if group[name].shape[0] != n:
-            raise CosmobenchError(f"{path}/{name} has {group[name].shape[0]} rows, expected {n}")
+        if arrays[name].shape[0] != n:
+            raise CosmobenchError(f"{path}/{name} has {arrays[name].shape[0]} rows, expected {n}")
     ds = Dataset(path, group)
+    ds._arrays.update({k: v for k, v in arrays.items() if k != DONE})
+    if ds.missing_chunks and not allow_incomplete:
+        k = ds.missing_chunks[0]
+        more = f" (and {len(ds.missing_chunks) - 1} more)" if len(ds.missing_chunks) > 1 else ""
+        raise CosmobenchError(
+            f"{path}: chunk {k} (galaxies {k * ds.chunk_size}-"
+            f"{min(ds.n, (k + 1) * ds.chunk_size) - 1}){more} is marked written but its image "
+            "files are missing; rerun the command that made the data set (same options) to "
+            "write it again"
+        )
     if not ds.complete and not allow_incomplete:
         raise CosmobenchError(
-            f"{path} is incomplete ({int(ds.done.sum())} of {ds.done.size} chunks written); "
+            f"{path} is incomplete ({ds.done_chunks.size} of {ds.n_chunks} chunks written); "
             "rerun the command that made it to finish it"
         )
     return ds

@@ -21,9 +21,25 @@ __all__ = ["summarize", "summary_tables", "plot_grid"]
 QUANTILES = (5, 50, 95)
 
 
-def _rows_done(ds: Dataset) -> np.ndarray:
-    mask = np.repeat(ds.done, ds.chunk_size)[: ds.n]
-    return np.flatnonzero(mask)
+def _sample_rows(ds: Dataset, limit: int) -> np.ndarray:
+    """Rows of whole written chunks, spread over the store, about ``limit`` of them (at least
+    one chunk): what the summary reads, so its cost follows ``limit``, not the store's size."""
+    chunks = ds.done_chunks
+    if chunks.size == 0:
+        return np.zeros(0, np.int64)
+    take = max(1, min(chunks.size, limit // ds.chunk_size))
+    pick = np.unique(chunks[np.linspace(0, chunks.size - 1, take).astype(int)])
+    return np.concatenate(
+        [np.arange(k * ds.chunk_size, min(ds.n, (k + 1) * ds.chunk_size)) for k in pick]
+    )
+
+
+def _rows_done(ds: Dataset, m: int) -> np.ndarray:
+    """``m`` written rows spread over the store (for the PNG grid)."""
+    rows = _sample_rows(ds, max(m, 1) * ds.chunk_size)
+    if rows.size == 0:
+        return rows
+    return np.unique(rows[np.linspace(0, rows.size - 1, min(m, rows.size)).astype(int)])
 
 
 def _q(x: np.ndarray) -> list[float] | None:
@@ -45,21 +61,30 @@ def _sky(ds: Dataset) -> list[float] | None:
     return [float(v) for v in sky_per_pixel(const, t, ds.pixel_scale)]
 
 
-def summarize(ds: Dataset, sample: int = 2000) -> dict[str, Any]:
+def summarize(ds: Dataset, sample: int = 256, column_sample: int = 20000) -> dict[str, Any]:
     """Counts, per-band quantiles (5, 50, 95 %) and the settings of a data set, as plain data.
+
+    Only whole written chunks spread over the store are read (about ``column_sample``
+    galaxies for the columns, ``sample`` for the images), so the cost follows what is shown,
+    not the size the store declares.
 
     Arguments:
         ds: an opened data set (``open_dataset(path, allow_incomplete=True)`` works too).
-        sample: galaxies read for the image statistics (flux of a generation store).
+        sample: galaxies whose images are read (flux of a generation store, NaN pixels).
+        column_sample: galaxies whose columns are read for the quantiles.
     """
-    rows = _rows_done(ds)
+    rows = _sample_rows(ds, column_sample)
+    img_rows = rows[:sample]
     cfg = ds.config
     out: dict[str, Any] = {
         "path": str(ds.path),
         "kind": ds.kind,
         "n": ds.n,
-        "written": int(rows.size),
-        "chunks": f"{int(ds.done.sum())}/{ds.done.size}",
+        "written": ds.rows_written,
+        "read": int(rows.size),
+        "chunks": f"{ds.done_chunks.size}/{ds.n_chunks}",
+        "missing_chunks": list(ds.missing_chunks),
+        "nonfinite": {},
         "bands": list(ds.bands),
         "pixel_scale": ds.pixel_scale,
         "stamp_size": ds.stamp_size,
@@ -73,16 +98,21 @@ def summarize(ds: Dataset, sample: int = 2000) -> dict[str, Any]:
     per_band: dict[str, Any] = {}
     for name in ("mag", "snr", "flux", "psf_fwhm"):
         if name in cols:
-            v = ds.column(name)[rows]
+            v = ds.column(name, rows)
             per_band[name] = [_q(v[:, b]) for b in range(len(ds.bands))]
-    if "flux" not in per_band and rows.size and "noiseless" in ds.image_names:
-        pick = rows[np.linspace(0, rows.size - 1, min(sample, rows.size)).astype(int)]
-        flux = ds.images("noiseless", np.unique(pick)).sum(axis=(2, 3))
-        per_band["flux"] = [_q(flux[:, b]) for b in range(len(ds.bands))]
+    for kind in ds.image_names:
+        if not img_rows.size:
+            break
+        x = ds.images(kind, img_rows)
+        bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+        out["nonfinite"][kind] = {"galaxies": int(bad.sum()), "of": int(len(x))}
+        if kind == "noiseless" and "flux" not in per_band:
+            flux = np.where(np.isfinite(x), x, 0.0).sum(axis=(2, 3))[~bad]
+            per_band["flux"] = [_q(flux[:, b]) for b in range(len(ds.bands))]
     out["bands_stats"] = per_band
     for name in ("redshift", "hlr", "e1", "e2", "g1", "g2", "ksb_e1", "regauss_e1"):
         if name in cols:
-            v = ds.column(name)[rows].astype(np.float64)
+            v = ds.column(name, rows).astype(np.float64)
             out["columns_stats"][name] = {
                 "quantiles": _q(v),
                 "rms": float(np.sqrt(np.nanmean(v**2))) if np.isfinite(v).any() else None,
@@ -106,6 +136,22 @@ def summary_tables(summary: dict[str, Any]) -> list[Any]:
     head.add_row("kind", s["kind"])
     state = "complete" if s["written"] == s["n"] else f"[red]incomplete[/] ({s['chunks']} chunks)"
     head.add_row("galaxies", f"{s['written']:,} of {s['n']:,} written, {state}")
+    if s.get("missing_chunks"):
+        ks = s["missing_chunks"]
+        listed = ", ".join(map(str, ks[:5])) + (" ..." if len(ks) > 5 else "")
+        head.add_row(
+            "[red]missing[/]",
+            f"[red]{len(ks)} chunk(s) marked written have no image files[/] ({listed}); rerun "
+            "the command that made the data set to write them again",
+        )
+    if s.get("read") is not None and s["read"] < s["written"]:
+        head.add_row("statistics", f"from {s['read']:,} galaxies (whole chunks spread over it)")
+    for kind, bad in (s.get("nonfinite") or {}).items():
+        flag = "[red]" if bad["galaxies"] else ""
+        head.add_row(
+            f"NaN/inf pixels ({kind})",
+            f"{flag}{bad['galaxies']} of {bad['of']} galaxies read" + ("[/]" if flag else ""),
+        )
     head.add_row("bands", "".join(s["bands"]))
     head.add_row(
         "images", ", ".join(s["images"]) + f" ({s['stamp_size']}² px at {s['pixel_scale']}″)"
@@ -173,13 +219,11 @@ def plot_grid(ds: Dataset, path: str | Path, n: int = 6) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _rows_done(ds)
-    if rows.size == 0:
+    pick = _rows_done(ds, n)
+    if pick.size == 0:
         from cosmobench.errors import CosmobenchError
 
         raise CosmobenchError(f"{ds.path} has no galaxy written yet; nothing to plot")
-    pick = rows[np.linspace(0, rows.size - 1, min(n, rows.size)).astype(int)]
-    pick = np.unique(pick)
     kinds = [k for k in ("noiseless", "noisy") if k in ds.image_names]
     imgs = {k: ds.images(k, pick) for k in kinds}  # (m, B, S, S)
     sky = _sky(ds)

@@ -46,7 +46,7 @@ def test_demo_end_to_end_and_resume(tmp_path):
 
 
 def test_demo_refuses_a_fidelity_floor_it_cannot_measure():
-    with pytest.raises(CosmobenchError, match="n_test must be at least 2 x n_generate"):
+    with pytest.raises(CosmobenchError, match="--n-test must be at least 2 x --n-generate"):
         DemoConfig(n_test=10, n_generate=8)
 
 

@@ -54,7 +54,9 @@ def test_non_finite_rows_are_excluded_and_counted(fakes):
     ds = fakes.make(n=300)
     ds._columns["e2"][:7] = np.nan
     ds._images[10:13, 3, 2, 2] = np.inf
-    m = evaluate_shape(fakes.Oracle(), ds)
+    with pytest.raises(CosmobenchError, match="10 of 300 galaxies .* --exclude-nonfinite"):
+        evaluate_shape(fakes.Oracle(), ds)  # refused by default: no silent exclusion
+    m = evaluate_shape(fakes.Oracle(), ds, exclude_nonfinite=True)
     assert m.n == 290 and m.n_excluded == 10
     assert np.isfinite(m.mean).all()
 

@@ -219,7 +219,10 @@ class Results:
                 f"{SCHEMA_VERSION}); upgrade cosmobench to read it"
             )
         try:
-            records = [Record.from_dict(r) for r in data.get("records", [])]
+            raw = data.get("records", [])
+            if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+                raise TypeError("records must be a list of objects")
+            records = [Record.from_dict(r) for r in raw]
             return cls(
                 env=dict(data["env"]),
                 config=dict(data["config"]),

@@ -220,6 +220,13 @@ def run_bench(
             _max_batch_searches(results, cfg, registry, ctx, bar, save)
     _remeasure_peaks(results, device)
     results.env["load_average_end"] = load_average()
+    failed = [r for r in results.records if r.status in ("error", "oom")]
+    if results.records and len(failed) == len(results.records):  # nothing measured: a failure
+        save()  # complete stays false: the file says the run did not succeed
+        raise CosmobenchError(
+            f"every point of the benchmark failed ({len(failed)}; the first: "
+            f"{failed[0].reason}); nothing was measured{f', see {out}' if out else ''}"
+        )
     results.complete = True
     save()
     return results

@@ -65,6 +65,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:  # `cosmobench ... | head`
         sys.exit(0)
+    except OSError as e:  # a write the output checks could not foresee (disk filled up, ...)
+        from cosmobench.outputs import WRITE_ERRNOS, write_error
+
+        if e.errno in WRITE_ERRNOS:
+            msg = str(write_error(e.filename, e))
+        else:
+            msg = f"{e.filename or 'a file'}: {e.strerror or e}; check the path"
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
+    except RuntimeError as e:
+        from cosmobench.outputs import is_torch_write_failure, write_error
+
+        if not is_torch_write_failure(e):
+            raise
+        err_console.print(f"[bold red]error:[/] {write_error(None, e)}", highlight=False,
+                          soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
     except MemoryError:
         err_console.print("[bold red]error:[/] out of memory; use a smaller --n or --batch-size")
         sys.exit(EXIT_USER_ERROR)

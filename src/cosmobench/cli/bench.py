@@ -98,7 +98,23 @@ def bench(
     from cosmobench.bench import BenchConfig, run_bench
     from cosmobench.bench.config import WORKLOAD_NAMES
     from cosmobench.bench.table import print_results
+    from cosmobench.outputs import check_output
 
+    check_output(out, "file", need_bytes=1 << 20, example="results.json")
+    if out.is_file() and not force:
+        from cosmobench.bench.results import load_results
+
+        try:
+            load_results(out)
+        except CosmobenchError as e:
+            raise CosmobenchError(
+                f"{e}; --out must be a new file or an unfinished run to resume: choose "
+                "another --out, or --force to overwrite it"
+            ) from None
+    if data is not None:
+        from cosmobench.store import open_dataset
+
+        open_dataset(data)  # missing, corrupt, incomplete: one line before any measurement
     names = list(WORKLOAD_NAMES) if [w.lower() for w in workloads] == ["all"] else workloads
     cfg = BenchConfig(
         workloads=tuple(names), device=device, modes=tuple(m for m in modes.split(",") if m),
@@ -123,6 +139,8 @@ def compare_cmd(
 ) -> None:
     """The paper's figures and a Markdown report from any number of results files."""
     from cosmobench.bench import compare
+    from cosmobench.outputs import check_output
 
+    check_output(out, "dir", need_bytes=8 << 20)
     report = compare(results, out, reference=None if reference == "none" else reference)
     console.print(f"report: {report}")

@@ -67,21 +67,29 @@ def evaluate(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar.")
     ] = True,
+    exclude_nonfinite: Annotated[
+        bool, typer.Option("--exclude-nonfinite", help="Leave out galaxies with NaN/inf pixels, "
+                           "labels or SNR (counted, printed first); without it they are an error.")
+    ] = False,
 ) -> None:
     """Shape metrics of a trained CNN/BNN on a test set: RMSE, m and c, pulls, coverage of the
     68.27 % and 95.45 % regions, by SNR bin, next to KSB and REGAUSS."""
+    from cosmobench.devices import resolve_device
     from cosmobench.evaluate import evaluate_shape, write_shape_report
     from cosmobench.models.registry import SHAPE_KINDS
+    from cosmobench.outputs import check_output
     from cosmobench.store import open_dataset
     from cosmobench.train import load_run
 
-    if out.exists() and not out.is_dir():
-        raise CosmobenchError(f"--out {out} exists and is not a folder")
-    from cosmobench.devices import resolve_device
-
+    check_output(out, "dir", need_bytes=8 << 20)
     resolve_device(device)
     model, info = load_run(run, expect_kind=SHAPE_KINDS, device=device)
     ds = open_dataset(data)
+    if snr_bins > ds.n:
+        raise CosmobenchError(
+            f"--snr-bins {snr_bins} is more than the {ds.n} galaxies of {data}; use at most "
+            f"{max(1, ds.n // 10)} (about 10 galaxies per bin or more)"
+        )
     metrics = evaluate_shape(
         model,
         ds,
@@ -90,7 +98,14 @@ def evaluate(
         snr_bins=snr_bins,
         seed=seed,
         progress=progress,
+        exclude_nonfinite=exclude_nonfinite,
     )
+    if metrics.n_excluded:
+        err_console.print(
+            f"[yellow]warning:[/] {metrics.n_excluded} of {ds.n} galaxies with NaN/inf pixels, "
+            "labels or SNR left out (--exclude-nonfinite); every metric below is over the "
+            f"other {ds.n - metrics.n_excluded}"
+        )
     train_data = (info.get("train_config") or {}).get("data")
     same = bool(train_data) and Path(train_data).resolve() == Path(data).resolve()
     metrics.meta.update(

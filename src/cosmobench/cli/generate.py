@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from cosmobench.cli.app import app, console
+from cosmobench.errors import CosmobenchError
 
 __all__ = ["generate_command", "evaluate_generation_command"]
 
@@ -44,8 +45,20 @@ def generate_command(
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Progress bar.")] = True,
 ) -> None:
     """Generate galaxies with a trained VAE and latent flow into a store; rerun to resume."""
+    from cosmobench.devices import resolve_device
     from cosmobench.generate import GenerateConfig, generate
+    from cosmobench.outputs import check_image_path, check_store_output
 
+    if cuda_graph and resolve_device(device).type != "cuda":
+        raise CosmobenchError(
+            f"--cuda-graph needs a CUDA device; got --device {device} (drop --cuda-graph)"
+        )
+    if cuda_graph and compile:
+        raise CosmobenchError("give --cuda-graph or --compile, not both")
+    if n >= 1:
+        check_store_output(out, n, images=2 if noise else 1)
+    if png is not None:
+        check_image_path(png)
     cfg = GenerateConfig(
         vae_run=str(vae), flow_run=str(flow), n=n, seed=seed, chunk_size=chunk_size,
         noise=noise, constants=constants, years=years, precision=precision,
@@ -73,7 +86,9 @@ def evaluate_generation_command(
     """Flux, size and ellipticity (HSM adaptive moments) of generated vs simulated galaxies:
     Wasserstein distances, with two independent simulated sets as the floor."""
     from cosmobench.generate import evaluate_generation, fidelity_table
+    from cosmobench.outputs import check_output
 
+    check_output(out, "dir", need_bytes=8 << 20)
     result = evaluate_generation(gen, reference, out, n=n, progress=progress)
     console.print(fidelity_table(result))
     console.print(f"wrote {out / 'fidelity.json'}, hist_*.png and grid.png", highlight=False)

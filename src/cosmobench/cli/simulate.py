@@ -96,6 +96,9 @@ def simulate_command(
         int | None, _Opt(help="Galaxies per stored chunk (default: 256).")
     ] = None,
     progress: Annotated[bool, _Opt("--progress/--no-progress", help="Progress bar.")] = True,
+    ignore_free_space: Annotated[
+        bool, _Opt("--ignore-free-space", help="Skip the check that the disk can hold --n.")
+    ] = False,
 ) -> None:
     """Simulate LSST-like galaxies (ugrizy, 64×64 at 0.2″) into a data set; rerun to resume."""
     from cosmobench.sim import SimConfig, simulate
@@ -121,6 +124,10 @@ def simulate_command(
         **parse_shear(shear),
     }
     cfg = SimConfig.from_preset(preset, **overrides)
+    from cosmobench.outputs import check_store_output
+
+    check_store_output(out, cfg.n, images=2, space_check=not ignore_free_space,
+                       override="--ignore-free-space")
     t0 = time.perf_counter()
     path = simulate(cfg, out, workers=workers, scheduler=scheduler, progress=progress)
     dt = time.perf_counter() - t0
@@ -139,6 +146,10 @@ def inspect_command(
 
     if galaxies < 1:
         raise CosmobenchError(f"--galaxies must be >= 1; got {galaxies}")
+    if png is not None:
+        from cosmobench.outputs import check_image_path
+
+        check_image_path(png)
     ds = open_dataset(data, allow_incomplete=True)
     for table in summary_tables(summarize(ds)):
         console.print(table)

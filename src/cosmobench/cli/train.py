@@ -59,10 +59,13 @@ _PATHS = ("data", "vae_run", "init_from")
 
 
 def _run(kind: str, values: dict[str, Any]) -> None:
+    from cosmobench.outputs import check_output
     from cosmobench.train import fit, make_task
     from cosmobench.train.resume import resolve_settings
 
     out, resume = Path(values["out"]), values["resume"]
+    # the weights, the checkpoint (with the optimiser state) and figures: tens of MB
+    check_output(out, "dir", need_bytes=64 << 20)
     train, options = given(values, TrainConfig), given(values, TASK_OPTIONS[kind])
     model = {
         name: values[name]

@@ -121,6 +121,15 @@ def evaluate_generation(
     from cosmobench.store import open_dataset
 
     gds, rds = open_dataset(gen), open_dataset(reference)
+    if Path(gen).resolve() == Path(reference).resolve():
+        raise CosmobenchError(f"{gen} is given as both the generated set and its reference; "
+                              "give a simulated store (cosmobench simulate) as --reference")
+    if gds.kind != "generation":
+        raise CosmobenchError(f"{gds.path} is a {gds.kind} store, not generated galaxies; give "
+                              "a store made by cosmobench generate")
+    if rds.kind != "simulation":
+        raise CosmobenchError(f"the reference {rds.path} is a {rds.kind} store; give a store "
+                              "made by cosmobench simulate")
     for ds in (gds, rds):
         if "noiseless" not in ds.image_names:
             raise CosmobenchError(f"{ds.path} has no noiseless images; fidelity needs them")

@@ -44,12 +44,23 @@ def load_reference(name: str | Path = "arcelin2021") -> dict[str, Any]:
         text, where = path.read_text(), f"reference file {path}"
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CosmobenchError(f"{where} is not valid JSON ({e.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else "not text"
+        raise CosmobenchError(f"{where} is not valid JSON ({why})") from None
+    if not isinstance(data, dict) or not any(isinstance(data.get(k), dict) for k in _SECTIONS):
+        raise CosmobenchError(
+            f"{where} is not a reference of published timings (it needs at least one of the "
+            f"sections {', '.join(_SECTIONS)}); give {' or '.join(REFERENCES)}, none, or such "
+            "a file"
+        )
     for section, axis in _SECTIONS.items():
         block = data.get(section)
         if block is None:
             continue
+        if not isinstance(block, dict) or not all(
+            isinstance(block.get(k), list) for k in (axis, "gpu_s", "ipu_s")
+        ):
+            raise CosmobenchError(f"{where}: section {section} needs lists {axis}, gpu_s, ipu_s")
         lengths = {len(block.get(k, ())) for k in (axis, "gpu_s", "ipu_s")}
         if len(lengths) != 1:
             raise CosmobenchError(

@@ -19,6 +19,9 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -255,7 +258,10 @@ def _run_pool(
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["cosmobench.sim.run"])
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(pending)), mp_context=ctx,
+        initializer=_die_with_parent, initargs=(os.getpid(),),
+    )  # fmt: skip
     try:
         futures = [pool.submit(_simulate_chunk, out, cfg_json, k) for k in pending]
         for fut in as_completed(futures):
@@ -267,6 +273,40 @@ def _run_pool(
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _die_with_parent(parent: int, period_s: float = 0.25) -> None:
+    """Worker initializer: exit as soon as the main process is gone (SIGKILL, SIGTERM, ...).
+
+    A worker is a child of the forkserver, not of the main process, so ``PR_SET_PDEATHSIG``
+    would watch the wrong parent; a daemon thread polls the main process instead. With the
+    workers gone, the forkserver and the resource tracker (which exit when their last client
+    does) follow.
+    """
+
+    def watch() -> None:
+        while _alive(parent):
+            time.sleep(period_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cosmobench-parent-watch", daemon=True).start()
 
 
 @contextlib.contextmanager

@@ -103,6 +103,11 @@ def load_run(
         plus ``"path"`` (the run folder) and, for a VAE, the ``"normalizer"`` module.
     """
     path = Path(path)
+    if not path.exists():
+        raise CosmobenchError(
+            f"no trained model in {path}: the run folder does not exist; give the --out of a "
+            "train run"
+        )
     file = path / MODEL_FILE if path.is_dir() else path
     folder = file.parent
     if not file.is_file():
