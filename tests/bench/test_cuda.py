@@ -20,7 +20,7 @@ def cuda(device: str) -> torch.device:
 
 
 def test_peaks_memory_and_energy(cuda):
-    peaks = measure_peaks(cuda, {"fp32", "bf16"}, size=4096, min_run_time=0.1)
+    peaks = measure_peaks(cuda, {"fp32", "bf16"}, sizes=(4096,), min_run_time=0.1)
     assert peak_key("fp32", cuda) in peaks and "bf16" in peaks
     assert peaks["bf16"]["flops_per_s"] > 1e12  # any CUDA GPU with bf16 does > 1 TFLOP/s
     mem = MemoryMeter(cuda)

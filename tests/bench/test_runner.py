@@ -101,7 +101,8 @@ def test_a_known_duration_through_the_whole_run(sleep_workload):
     s = rec.summary(res.peaks)
     assert 15 <= s["median_ms"] < 20
     assert s["images_per_s"] == pytest.approx(15 / (s["median_ms"] / 1e3))
-    assert rec.peak_memory_bytes > 0 and rec.memory_kind == "rss_high_water"
+    assert rec.peak_memory_bytes >= 0 and rec.memory_kind == "rss_high_water_above_baseline"
+    assert rec.info["memory_baseline_bytes"] > 0  # the point's own baseline is recorded
     assert rec.energy == {"available": False, "reason": "no energy counter for cpu devices"}
     assert set(res.peaks) == {"fp32"} and res.peaks["fp32"]["flops_per_s"] > 1e7
     samples = res.peaks["fp32"]["samples_flops_per_s"]  # measured at start and end: best kept
