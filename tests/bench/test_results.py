@@ -26,7 +26,7 @@ def make_results() -> Results:
                          reason="CUDA graphs need a CUDA device")
     return Results(env={"device": "cpu", "device_type": "cpu", "cpu_model": "Test CPU",
                         "threads": 2}, config={"workloads": ["train-cnn"]},
-                   records=[ok, oom, unsupported], peaks={"fp32": {"flops_per_s": 4e11}},
+                   records=[ok, oom, unsupported], peaks={"fp32": {"flops_per_s": 4e11, "roofline": True}},
                    max_batch=[{"workload": "train-cnn", "mode": "eager", "largest": 12}],
                    complete=True)
 
@@ -46,7 +46,7 @@ def test_round_trip(tmp_path):
 
 def test_summary_is_derived_from_raw_times():
     rec = make_results().records[0]
-    s = rec.summary({"fp32": {"flops_per_s": 4e11}})
+    s = rec.summary({"fp32": {"flops_per_s": 4e11, "roofline": True}})
     assert s["median_ms"] == pytest.approx(10.0)  # per-step: blocks of 2 steps
     assert s["min_ms"] == pytest.approx(9.0)
     assert s["images_per_s"] == pytest.approx(400.0)

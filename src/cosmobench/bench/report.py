@@ -16,7 +16,7 @@ from typing import Any
 from cosmobench.bench.env import machine_label
 from cosmobench.bench.figures import REFERENCE_SECTIONS, draw_all
 from cosmobench.bench.results import Results, load_results
-from cosmobench.bench.series import Series, merge_series
+from cosmobench.bench.series import Series, kept_apart, merge_series
 from cosmobench.errors import CosmobenchError
 from cosmobench.files import atomic_write
 from cosmobench.reference import load_reference
@@ -166,6 +166,20 @@ def _max_batch(results: list[Results]) -> list[str]:
         ["machine", "workload", "mode", "largest batch", "search ended", "why"], rows)
 
 
+def _pooling(series: list[Series]) -> list[str]:
+    """What was pooled and what was kept apart: only like with like is merged."""
+    apart = kept_apart(series)
+    pooled = [f"{s.workload} — {s.label}: pooled from {len(s.sources)} files "
+              f"({', '.join(f'`{Path(p).name}`' for p in s.sources)})"
+              for s in series if len(s.sources) > 1]
+    if not apart and not pooled:
+        return []
+    lines = ["## Series pooled and kept apart", "",
+             "Records are pooled only when machine, workload, mode, precision, protocol and "
+             "data source all agree; peak memory is then the largest of the runs.", ""]
+    return lines + [f"- {t}" for t in pooled + apart] + [""]
+
+
 def format_report(results: list[Results], reference: dict[str, Any] | None,
                   figures: list[Path]) -> str:
     """The Markdown report (see the module docstring)."""
@@ -178,6 +192,7 @@ def format_report(results: list[Results], reference: dict[str, Any] | None,
              ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures] + [""]
     lines += _machines(results)
+    lines += _pooling(series)
     for workload in REFERENCE_SECTIONS:
         lines += _axis_table(workload, series, reference)
     lines += _details(series)

@@ -123,8 +123,18 @@ class Record:
             out.update(self._epochs_axis(st))
         if self.flops_per_call:
             out["tflops_per_s"] = self.flops_per_call / st.median_s / 1e12
-            peak = (peaks or {}).get(self.peak_key or "", {}).get("flops_per_s")
-            out["mfu"] = self.flops_per_call / st.median_s / peak if peak else None
+            entry = (peaks or {}).get(self.peak_key or "", {})
+            peak = entry.get("flops_per_s")
+            mfu = self.flops_per_call / st.median_s / peak if peak else None
+            if entry.get("roofline"):
+                out["mfu"] = mfu
+                out["mfu_above_roofline"] = bool(mfu is not None and mfu > 1.0)
+                theory = (entry.get("theoretical") or {}).get("flops_per_s")
+                out["mfu_theoretical"] = (self.flops_per_call / st.median_s / theory
+                                          if theory else None)
+            else:  # schema 1: the peak was one matrix product, not a roofline
+                out["mfu"] = None
+                out["mfu_vs_single_matmul"] = mfu
         if self.energy and self.energy.get("available"):
             out["j_per_image"] = self.energy.get("j_per_image")
         return out
