@@ -26,7 +26,8 @@ def make_results() -> Results:
                          reason="CUDA graphs need a CUDA device")
     return Results(env={"device": "cpu", "device_type": "cpu", "cpu_model": "Test CPU",
                         "threads": 2}, config={"workloads": ["train-cnn"]},
-                   records=[ok, oom, unsupported], peaks={"fp32": {"flops_per_s": 4e11, "roofline": True}},
+                   records=[ok, oom, unsupported],
+                   peaks={"fp32": {"flops_per_s": 4e11, "roofline": True}},
                    max_batch=[{"workload": "train-cnn", "mode": "eager", "largest": 12}],
                    complete=True)
 

@@ -172,7 +172,8 @@ def test_budget_is_a_wall_clock_limit_warm_up_included():
     # each point: >= 3 warm-up calls + 10 blocks of 0.3 s = ~4 s; the budget allows ~one
     t0 = time.perf_counter()
     res = run_bench(cfg_for(["slow"], batch_sizes=(300, 301, 302), budget_s=5.0,
-                            min_block_s=0.0, repeats=10), registry={"slow": _Slow()}, progress=False)
+                            min_block_s=0.0, repeats=10),
+                    registry={"slow": _Slow()}, progress=False)
     elapsed = time.perf_counter() - t0
     assert elapsed <= 5.0 * 1.05 + 0.5, elapsed
     statuses = [r.status for r in res.records]

@@ -28,7 +28,9 @@ __all__ = [
     "PARTS",
     "CapturedStep",
     "Mode",
+    "GraphedStep",
     "capture_step",
+    "mode_step",
     "not_native_reason",
     "parse_mode",
     "parse_modes",
@@ -212,3 +214,54 @@ def capture_step(
     with torch.cuda.graph(graph):
         out = step(*static_inputs)
     return CapturedStep(graph=graph, static_inputs=static_inputs, static_output=out)
+
+
+class GraphedStep:
+    """A training step replayed from CUDA graphs, one captured per input shape.
+
+    The first call with a new shape captures ``step`` whole (:func:`capture_step`) with the
+    call's own tensors as the static buffers; later calls copy their batch into those
+    buffers (nothing is copied when they are the buffers themselves, as in the benchmark)
+    and replay. The optimiser must be capturable (``make_optimizer(capturable=True)``).
+    """
+
+    def __init__(self, step: Callable[..., Any], optimizer: torch.optim.Optimizer) -> None:
+        if not all(g.get("capturable") for g in optimizer.param_groups):
+            raise CosmobenchError("a CUDA-graph step needs an optimiser built with "
+                                  "capturable=True")
+        self.step, self.optimizer = step, optimizer
+        self.graphs: dict[tuple, CapturedStep] = {}
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None) -> Any:
+        key = (tuple(x.shape), None if y is None else tuple(y.shape))
+        captured = self.graphs.get(key)
+        if captured is None:
+            captured = capture_step(
+                self.step, (x, y),
+                before_capture=lambda: self.optimizer.zero_grad(set_to_none=True),
+            )
+            self.graphs[key] = captured
+            return captured.replay()
+        sx, sy = captured.static_inputs
+        if x is not sx:
+            sx.copy_(x, non_blocking=True)
+        if y is not None and y is not sy:
+            sy.copy_(y, non_blocking=True)
+        return captured.replay()
+
+
+def mode_step(step: Callable[..., Any], mode: Mode | str,
+              optimizer: torch.optim.Optimizer | None = None) -> Callable[..., Any]:
+    """The step as ``mode`` runs it -- what ``cosmobench bench`` times and what
+    ``cosmobench train --mode`` trains with: eager as is; ``compile``:
+    ``torch.compile(step, dynamic=False)`` (one graph per batch shape); ``cudagraph``: a
+    :class:`GraphedStep`; ``compile+cudagraph``: the compiled step captured in CUDA graphs.
+    Precision (bf16) and memory format are the step's and the model's business."""
+    mode = parse_mode(mode) if isinstance(mode, str) else mode
+    if mode.compile:
+        step = torch.compile(step, dynamic=False)
+    if mode.cudagraph:
+        if optimizer is None:
+            raise CosmobenchError("a CUDA-graph step needs its optimiser")
+        step = GraphedStep(step, optimizer)
+    return step

@@ -54,6 +54,10 @@ DropBad = Annotated[bool, typer.Option(
 Compile = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the step (several times faster on CPUs after a "
     "compilation of about a minute; drops each epoch's last partial batch).")]
+StepMode = Annotated[str | None, typer.Option(
+    "--mode", help="How the step runs, exactly as `cosmobench bench` times it: eager, "
+    "compile, cudagraph (CUDA: the whole step replayed from a graph) or compile+cudagraph "
+    "(default: eager).")]
 TimeLimit = Annotated[float | None, typer.Option(
     "--time-limit", help="Minutes this invocation may train; no epoch starts that would end "
     "past it (default: 0 = none).")]
@@ -124,7 +128,8 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               input_scaling: Scaling = None, prelu: Prelu = None,
               init_from: InitFrom = None, augment: Augment = False,
               drop_nonfinite: DropBad = False,
-              compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
+              compile: Compile = False, mode: StepMode = None,
+              time_limit: TimeLimit = None, resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the deterministic shape CNN (1,517,217 parameters for e1,e2,z)."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
@@ -132,7 +137,8 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
                    input_scaling=input_scaling, init_from=init_from, augment=augment,
-                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
+                   drop_nonfinite=drop_nonfinite, compile=compile, mode=mode,
+                   time_limit=time_limit)
     _run("cnn", out, resume, progress, train, _shape_model(targets, prelu, False))
 
 
@@ -146,7 +152,8 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               flipout: Annotated[bool, typer.Option(help="Flipout weight noise.")] = False,
               init_from: InitFrom = None, augment: Augment = False,
               drop_nonfinite: DropBad = False,
-              compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
+              compile: Compile = False, mode: StepMode = None,
+              time_limit: TimeLimit = None, resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the Bayesian shape CNN (2,726,241 parameters; loss = negative ELBO)."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
@@ -154,7 +161,8 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
                    input_scaling=input_scaling, init_from=init_from, augment=augment,
-                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
+                   drop_nonfinite=drop_nonfinite, compile=compile, mode=mode,
+                   time_limit=time_limit)
     _run("bnn", out, resume, progress, train, _shape_model(targets, prelu, flipout))
 
 
@@ -166,7 +174,7 @@ def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
               latent: Annotated[int | None, typer.Option(help="Latent size (default: 32).")]
               = None,
-              drop_nonfinite: DropBad = False, compile: Compile = False,
+              drop_nonfinite: DropBad = False, compile: Compile = False, mode: StepMode = None,
               time_limit: TimeLimit = None, resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the VAE noisy → noiseless on band-normalised images; writes a reconstruction PNG."""
@@ -174,7 +182,7 @@ def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
-                   drop_nonfinite=drop_nonfinite, compile=compile,
+                   drop_nonfinite=drop_nonfinite, compile=compile, mode=mode,
                    time_limit=time_limit)
     _run("vae", out, resume, progress, train, _given(latent=latent))
 
@@ -187,7 +195,8 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
                patience: Patience = None, lr_decay: LrDecay = None,
               lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
                drop_nonfinite: DropBad = False,
-               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
+               compile: Compile = False, mode: StepMode = None,
+              time_limit: TimeLimit = None, resume: Resume = False,
                progress: Progress = True) -> None:
     """Train the masked autoregressive flow on the VAE's encoder means of DATA."""
     from cosmobench.train.runs import load_run
@@ -197,6 +206,6 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
                    device=device, seed=seed, val_fraction=val_fraction, precision=precision,
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
-                   drop_nonfinite=drop_nonfinite, compile=compile,
+                   drop_nonfinite=drop_nonfinite, compile=compile, mode=mode,
                    time_limit=time_limit)
     _run("flow", out, resume, progress, train, {"features": int(info["model_config"]["latent"])})

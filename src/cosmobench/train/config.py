@@ -12,7 +12,8 @@ import dataclasses
 from cosmobench.config import Config
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 
-__all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "LR_SCHEDULES", "RESUMABLE_CHANGES"]
+__all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "LR_SCHEDULES", "RESUMABLE_CHANGES",
+           "STEP_MODES"]
 
 #: Numerical precisions of the training step: fp32, or bf16 autocast (weights stay fp32).
 PRECISIONS = ("fp32", "bf16")
@@ -20,6 +21,8 @@ PRECISIONS = ("fp32", "bf16")
 SCALINGS = ("arcsinh", "none")
 #: Learning-rate schedules: the paper's constant rate, or cosine annealing to zero.
 LR_SCHEDULES = ("constant", "cosine")
+#: How the step runs (``cosmobench.bench.modes.mode_step``, what the benchmark times).
+STEP_MODES = ("eager", "compile", "cudagraph", "compile+cudagraph")
 #: Fields that may change when a run is resumed; any other change is refused.
 RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit")
 
@@ -69,6 +72,11 @@ class TrainConfig(Config):
             same computation, fused: several times faster on CPUs, where the element-wise
             PReLU dominates eager time); the last partial batch of an epoch is then left
             out so every step has the same shape (a new shape would recompile).
+        mode: how the step runs, exactly as ``cosmobench bench`` times it
+            (:func:`cosmobench.bench.modes.mode_step`): ``eager``, ``compile`` (same as
+            ``compile=True``), ``cudagraph`` (the whole step -- forward, backward, Adam --
+            replayed from a CUDA graph; CUDA only, one process) or ``compile+cudagraph``.
+            Every mode but eager drops each epoch's last partial batch (one shape).
         time_limit: minutes of training this invocation may spend (0 = no limit): no epoch
             starts that would end past it, judging by the epochs timed so far. The run stays
             resumable; ``model.pt`` holds the best weights so far.
@@ -95,6 +103,7 @@ class TrainConfig(Config):
     input_scaling: str = "arcsinh"
     vae_run: str = ""
     compile: bool = False
+    mode: str = "eager"
     time_limit: float = 0.0
     init_from: str = ""
 
@@ -105,6 +114,10 @@ class TrainConfig(Config):
         check_positive("patience", self.patience, strict=False)
         check_positive("time limit", self.time_limit, strict=False)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("step mode", self.mode, STEP_MODES)
+        if self.compile and self.mode == "eager":  # --compile is --mode compile
+            object.__setattr__(self, "mode", "compile")
+        object.__setattr__(self, "compile", "compile" in self.mode)
         check_choice("input scaling", self.input_scaling, SCALINGS)
         if not 0.0 <= self.val_fraction < 1.0:
             raise CosmobenchError(
