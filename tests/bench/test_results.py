@@ -42,7 +42,7 @@ def test_round_trip(tmp_path):
     assert back.env == res.env and back.config == res.config and back.peaks == res.peaks
     assert back.max_batch == res.max_batch and back.complete
     assert back.records[0].summary(back.peaks) == res.records[0].summary(res.peaks)
-    assert "raw_times_s" in data["records"][0]["timing"]  # raw times kept
+    assert "raw_times_s" in data["records"][0]["measured"]["timing"]  # raw times kept
 
 
 def test_summary_is_derived_from_raw_times():

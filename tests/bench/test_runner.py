@@ -182,10 +182,11 @@ def test_budget_is_a_wall_clock_limit_warm_up_included():
 
 
 def test_a_point_that_cannot_finish_is_cut_during_warm_up():
+    # 1 s calls: 3 warm-up calls and 3 blocks need 6 s; the budget is 3 s
     t0 = time.perf_counter()
-    res = run_bench(cfg_for(["slow"], batch_sizes=(800,), budget_s=1.5, min_block_s=0.0),
+    res = run_bench(cfg_for(["slow"], batch_sizes=(1000,), budget_s=3.0, min_block_s=0.0),
                     registry={"slow": _Slow()}, progress=False)
-    assert time.perf_counter() - t0 < 1.5 * 1.05 + 0.5
+    assert time.perf_counter() - t0 < 3.0 * 1.05 + 0.5
     (rec,) = res.records
     assert rec.status == "skipped" and rec.reason.startswith("cut:")
 

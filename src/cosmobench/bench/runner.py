@@ -50,7 +50,7 @@ __all__ = ["default_workloads", "release_point", "run_bench", "run_point"]
 #: reads, the release of the last point).
 BUDGET_TOLERANCE, BUDGET_TOLERANCE_S = 0.05, 2.0
 #: First guess of a compiled point's cost (compilation) before one has been seen (seconds).
-COMPILE_GUESS_S = {"cpu": 40.0, "cuda": 25.0}
+COMPILE_GUESS_S = {"cpu": 60.0, "cuda": 30.0}
 
 
 def default_workloads() -> dict[str, Workload]:
@@ -275,7 +275,8 @@ def run_bench(
             if record.info.get("warning"):
                 _warn(record.info["warning"], workload.name, str(mode))
             results.records.append(record)
-            save()
+            if "wall_s" in record.info:  # a point that ran; records decided at once wait
+                save()
             bar.advance(task)
         if cfg.max_batch:
             _max_batch_searches(results, cfg, registry, ctx, bar, save)

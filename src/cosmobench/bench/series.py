@@ -87,8 +87,8 @@ def _merge_records(a: Record, b: Record) -> Record:
         return b if b.status == "ok" else a
     assert a.timing is not None and b.timing is not None
     mems = [m for m in (a.peak_memory_bytes, b.peak_memory_bytes) if m is not None]
-    merged = dataclasses.replace(
-        a, timing=RawTiming.merge([a.timing, b.timing]),
+    merged = a.replace(
+        timing=RawTiming.merge([a.timing, b.timing]),
         peak_memory_bytes=max(mems) if mems else None,
         energy=_pool_energy(a.energy, b.energy),
     )

@@ -1,7 +1,7 @@
 """Device-synchronised timing: warm-up until settled, repeated blocks, robust statistics.
 
 Three things are kept apart, as in ``torch.utils.benchmark``: *what* was timed (the
-:class:`~cosmobench.bench.workloads.CaseSpec`), the *raw* measurement (:class:`RawTiming`: the
+:class:`~cosmobench.bench.results.CaseSpec`), the *raw* measurement (:class:`RawTiming`: the
 seconds of each block of ``number_per_run`` calls, kept in the results file), and the
 *statistics* computed from the raw times on demand (:class:`Stats`, through torch's
 :class:`~torch.utils.benchmark.Measurement`: median, IQR and its 10 % warning).
