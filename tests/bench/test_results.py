@@ -107,3 +107,26 @@ def test_record_validation():
         Record(workload="w", mode="eager", size=1, size_name="n", status="fine", device="cpu")
     with pytest.raises(CosmobenchError, match="no timing"):
         Record(workload="w", mode="eager", size=1, size_name="n", status="ok", device="cpu")
+
+
+def test_records_are_spec_raw_and_environment_and_schema_1_is_still_read(tmp_path):
+    import json
+
+    from cosmobench.bench.results import SCHEMA_VERSION, CaseSpec, load_results
+
+    res = make_results()
+    rec = res.records[0]
+    assert isinstance(rec.spec, CaseSpec) and rec.spec.workload == rec.workload
+    assert rec.measured.timing is rec.timing
+    d = rec.to_dict()
+    assert set(d) == {"spec", "status", "reason", "measured", "info", "summary"}
+    assert SCHEMA_VERSION == 2
+    # a schema-1 file: flat records
+    old = res.to_dict()
+    old["schema_version"] = 1
+    old["records"] = [{**r["spec"], **r["measured"], "status": r["status"],
+                       "reason": r["reason"], "info": r["info"]} for r in old["records"]]
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(old))
+    back = load_results(path)
+    assert back.records == res.records
