@@ -68,13 +68,28 @@ def _machines(results: list[Results]) -> list[str]:
     for res in results:
         for key, p in sorted(res.peaks.items()):
             tf = p.get("flops_per_s")
+            theory = (p.get("theoretical") or {})
+            if p.get("roofline"):
+                how = ", ".join(f"{k} {_fmt(v / 1e12)}" for k, v in p.get("kernels", {}).items())
+            else:
+                how = f"one {p.get('size', '?')}² matmul (schema 1: not a roofline, no MFU)"
             peaks.append([f"`{Path(res.source).name}`" if res.source else "–",
                           machine_label(res.env), key,
-                          _fmt(tf / 1e12) if tf else p.get("error", "–"),
-                          f"{p.get('size', '–')}² {p.get('dtype', '')}"])
+                          _fmt(tf / 1e12) if tf else p.get("error", "–"), how,
+                          _fmt(theory["flops_per_s"] / 1e12) if theory.get("flops_per_s")
+                          else "–", theory.get("source", "–")])
     if peaks:
-        lines += ["Peak measured in the same run (N x N matrix product, best block):", ""]
-        lines += _table(["file", "machine", "precision", "TFLOP/s", "matrix"], peaks)
+        lines += ["Roofline measured in the same run (best of the kernels, TFLOP/s; MFU divides "
+                  "by it) next to the theoretical peak:", ""]
+        lines += _table(["file", "machine", "precision", "roofline TFLOP/s", "kernels",
+                         "theoretical TFLOP/s", "theory from"], peaks)
+    over = [f"- `{Path(res.source).name if res.source else '?'}` {r.workload} {r.mode} "
+            f"{r.size_name}={r.size}: MFU {r.summary(res.peaks)['mfu']:.2f}"
+            for res in results for r in res.records
+            if r.status == "ok" and r.summary(res.peaks).get("mfu_above_roofline")]
+    if over:
+        lines += ["**Instrument error: steps faster than the measured roofline (MFU > 1); "
+                  "their MFU is not to be trusted:**", "", *over, ""]
     return lines
 
 
