@@ -186,7 +186,8 @@ def test_a_point_that_cannot_finish_is_cut_during_warm_up():
     t0 = time.perf_counter()
     res = run_bench(cfg_for(["slow"], batch_sizes=(1000,), budget_s=3.0, min_block_s=0.0),
                     registry={"slow": _Slow()}, progress=False)
-    assert time.perf_counter() - t0 < 3.0 * 1.05 + 0.5
+    # the first call of a point is the one cost not known in advance: at most one call over
+    assert time.perf_counter() - t0 < 3.0 * 1.05 + 1.0 + 0.5
     (rec,) = res.records
     assert rec.status == "skipped" and rec.reason.startswith("cut:")
 

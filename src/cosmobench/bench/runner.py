@@ -6,7 +6,9 @@ with the reason when a mode cannot run on the device or a workload's dependency 
 ``error`` with the exception's first line; ``skipped`` when the point cannot finish inside
 what is left of the run's time budget (``--budget`` is a wall-clock limit: peak measurement,
 build, warm-up and timed blocks all count; a point is cut as soon as it is clear that it
-would end past the limit). A mode the device runs only emulated (bf16 on a CPU without bf16
+would end past the limit; the first call of a point, whose cost nothing predicts before it
+has run once, can overrun by itself, and a compiled point does not start with less than its
+likely compilation time left). A mode the device runs only emulated (bf16 on a CPU without bf16
 instructions, :mod:`cosmobench.bench.hardware`) is ``unsupported`` unless the user named it,
 then it runs with a warning. Each point releases what it allocated (compiled code, CUDA
 graphs and their pools, the allocator's cache) before the next one starts.
@@ -270,6 +272,10 @@ def run_bench(
                 record = run_point(workload, mode, size, cfg, ctx, deadline=deadline,
                                    explicit=str(mode) in explicit,
                                    on_progress=lambda: bar.refresh())
+                if record.status == "ok" and record.summary(results.peaks).get(
+                        "mfu_above_roofline"):  # faster than the roofline: the instrument errs
+                    record.info["warning"] = ("MFU above 1 against the roofline measured in "
+                                              "this run: FLOP count or peak is wrong")
                 if record.status in ("ok", "skipped") and "wall_s" in record.info:
                     cost[(workload.name, str(mode))] = record.info["wall_s"]
             if record.info.get("warning"):
