@@ -89,3 +89,11 @@ def test_results_name_the_commit_and_the_cpu(monkeypatch, tmp_path):
     assert bench_env.git_commit().startswith("abc123")
     (tmp_path / "none.txt").write_text("def456+dirty\n")
     assert bench_env.git_commit() == "def456+dirty (stamped at install)"
+
+
+def test_torchs_own_dispatch_level_alone_does_not_hide_bf16():
+    # torch may dispatch its own kernels at AVX2 on a CPU whose oneDNN matmuls still use bf16
+    zen4 = cpu_info(CPUINFO.format(flags="avx avx2 fma avx512f avx512_bf16"), environ={},
+                    torch_capability="AVX2")
+    assert zen4.isa == "avx512_bf16" and zen4.bf16_native
+    assert cpu_info("", environ={}, torch_capability="AVX2").isa == "avx2"  # no flags: torch's

@@ -233,3 +233,21 @@ def test_a_point_releases_what_it_allocated():
         assert rec.status == "ok" and refs and refs[0]() is None
     finally:
         gc.enable()
+
+
+def test_a_training_point_frees_its_model_and_optimiser(tiny_registry):
+    import weakref
+
+    from cosmobench.bench.modes import parse_mode
+    from cosmobench.bench.runner import run_point
+    from cosmobench.bench.workloads import BuildContext
+
+    wl = tiny_registry["train-bnn"]
+    refs = []
+    real = wl.make_model
+    wl.make_model = lambda: (lambda m: (refs.append(weakref.ref(m)), m)[1])(real())
+    cfg = BenchConfig(workloads=("train-bnn",), repeats=2, min_block_s=0.0, warmup_max_s=2.0)
+    for _ in range(2):
+        rec = run_point(wl, parse_mode("eager"), 4, cfg, BuildContext(torch.device("cpu")))
+        assert rec.status == "ok" and rec.peak_memory_bytes is not None
+        assert refs[-1]() is None  # model, Adam state and step closures released

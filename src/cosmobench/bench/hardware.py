@@ -202,9 +202,10 @@ def cpu_info(cpuinfo: str | None = None, environ: Mapping[str, str] | None = Non
         level = _ONEDNN.get(onednn.upper(), "amx")
         if _rank(level) < _rank(isa):
             isa = level
-    level = _ATEN.get(cap, "amx")
-    if _rank(level) < _rank(isa):
-        isa = level
+    if aten or not flags:  # torch's dispatch level caps the ISA when it was capped on
+        for level in (_ATEN.get(cap, "amx"), _ATEN.get((aten or "").upper(), "amx")):
+            if _rank(level) < _rank(isa):  # purpose (or is all that is known)
+                isa = level
     physical = None
     cores = re.search(r"^cpu cores\s*:\s*(\d+)", text, re.M)
     sockets = {m.group(1) for m in re.finditer(r"^physical id\s*:\s*(\d+)", text, re.M)}
