@@ -46,8 +46,8 @@ def headline_rows(results: list[Any], reference: dict[str, Any]) -> list[list[st
                 else summary.get("median_ms", math.nan) / 1e3
             key = (rec.workload, int(rec.size))
             if value is not None and (key not in by_point or value < by_point[key][0]):
-                data = "synthetic on device" if rec.info.get("data", "synthetic") == \
-                    "synthetic" else "read from store"
+                data = "synthetic on device" if rec.info.get("data") in (None, "synthetic") \
+                    else "read from store"
                 by_point[key] = (value, f"{rec.mode}; {rec.precision}, {rec.protocol}, {data}")
         for (workload, size), (value, mode) in sorted(by_point.items()):
             section = reference.get(_PAPER_SECTIONS[workload], {})

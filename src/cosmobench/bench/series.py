@@ -64,7 +64,7 @@ class Series:
 
 
 def _data(rec: Record) -> str:
-    return "synthetic" if rec.info.get("data", "synthetic") == "synthetic" else "store"
+    return "synthetic" if rec.info.get("data") in (None, "synthetic") else "store"
 
 
 def series_key(machine: str, rec: Record) -> tuple[str, ...]:
