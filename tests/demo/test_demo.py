@@ -12,7 +12,7 @@ from cosmobench.demo import DemoConfig
 from cosmobench.errors import CosmobenchError
 
 TINY = ["--n-train", "96", "--n-test", "64", "--epochs", "1", "--n-generate", "16",
-        "--workers", "1", "--device", "cpu", "--bench-budget", "30"]
+        "--workers", "1", "--device", "cpu", "--bench-budget", "45"]
 
 
 def _demo(out, *extra):

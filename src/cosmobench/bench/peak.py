@@ -124,10 +124,10 @@ def measure_roofline(
     jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         (f"mm{n}", lambda n=n: measure_peak(device, precision, size=n,
                                             min_run_time=min_run_time))
-        for n in (sizes or default_sizes(device))
-    ]
+        for n in sorted(sizes or default_sizes(device), reverse=True)
+    ]  # the likeliest peaks first: a deadline cuts the rest
     if conv:
-        jobs.append(("conv3x3", lambda: _conv_kernel(device, precision, min_run_time)))
+        jobs.insert(1, ("conv3x3", lambda: _conv_kernel(device, precision, min_run_time)))
     for name, job in jobs:
         if deadline is not None and time.perf_counter() > deadline and kernels:
             errors[name] = "not measured: time budget"

@@ -51,6 +51,8 @@ __all__ = ["default_workloads", "release_point", "run_bench", "run_point"]
 #: A run may overrun its budget by this fraction, at most BUDGET_TOLERANCE_S seconds (clock
 #: reads, the release of the last point).
 BUDGET_TOLERANCE, BUDGET_TOLERANCE_S = 0.05, 2.0
+#: Share of a budget the roofline measurement may take (its first kernel always runs).
+PEAK_SHARE = 0.25
 #: First guess of a compiled point's cost (compilation) before one has been seen (seconds).
 COMPILE_GUESS_S = {"cpu": 60.0, "cuda": 30.0}
 
@@ -246,7 +248,9 @@ def run_bench(
     if not results.peaks:  # once per run, for the precisions of the points that will run
         precisions = {mode.precision for w, mode, _ in points
                       if point_unsupported(w, mode, device, str(mode) in explicit) is None}
-        results.peaks = measure_peaks(device, precisions, deadline=deadline)
+        peak_deadline = None if deadline is None else min(
+            deadline, start + PEAK_SHARE * cfg.budget_s)  # leave most of it to the points
+        results.peaks = measure_peaks(device, precisions, deadline=peak_deadline)
     ctx = BuildContext(device=device, seed=cfg.seed, n_train=cfg.n_train,
                        protocol=cfg.protocol, data=cfg.data)
     cost: dict[tuple[str, str], float] = {}  # wall time of the last point of each series
