@@ -84,10 +84,10 @@ part maxbatch 25 "${BENCH[@]}" train-cnn train-bnn --batch-sizes 14 --repeats 3 
 part compile 75 "${BENCH[@]}" train-cnn $CB --repeats 5 --budget 68 \
     --modes compile+cudagraph,compile+cudagraph+bf16,compile,compile+bf16 \
     --out "$OUT/bench_compile.json"
-part paper-cnn 25 "${BENCH[@]}" train-cnn --protocol paper ${PAPER} \
+part paper-cnn 30 "${BENCH[@]}" train-cnn --protocol paper ${PAPER} \
     $([ "${QUICK:-0}" = 1 ] || echo --batch-sizes 14) --modes eager,cudagraph --budget 20 \
     --out "$OUT/bench_paper_cnn.json"
-part paper-bnn 20 "${BENCH[@]}" train-bnn --protocol paper ${PAPER} \
+part paper-bnn 28 "${BENCH[@]}" train-bnn --protocol paper ${PAPER} \
     $([ "${QUICK:-0}" = 1 ] || echo --batch-sizes 8) --modes eager,cudagraph --budget 15 \
     --out "$OUT/bench_paper_bnn.json"
 part simulate 10 "${BENCH[@]}" simulate --sim-galaxies 16 --repeats 2 \

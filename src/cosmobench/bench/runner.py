@@ -259,6 +259,7 @@ def run_bench(
         if out is not None:
             results.save(out)
 
+    unsaved = False
     with _progress(progress) as bar:
         task = bar.add_task("benchmark", total=len(points))
         for workload, mode, size in points:
@@ -273,6 +274,8 @@ def run_bench(
                 record = Record(status="skipped", reason=why,
                                 **_base(workload, mode, size, cfg, device))
             else:
+                if unsaved:  # what is decided is on disk before a point that may be killed
+                    save()
                 record = run_point(workload, mode, size, cfg, ctx, deadline=deadline,
                                    explicit=str(mode) in explicit,
                                    on_progress=lambda: bar.refresh())
@@ -285,7 +288,8 @@ def run_bench(
             if record.info.get("warning"):
                 _warn(record.info["warning"], workload.name, str(mode))
             results.records.append(record)
-            if "wall_s" in record.info:  # a point that ran; records decided at once wait
+            unsaved = "wall_s" not in record.info  # decided at once: saved with the next
+            if not unsaved:  # a point that ran
                 save()
             bar.advance(task)
         if cfg.max_batch:
