@@ -13,4 +13,9 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,dask]'
+# the commit installed, for results files of a copy without .git (cosmobench.bench.env)
+if command -v git > /dev/null && git rev-parse HEAD > /dev/null 2>&1; then
+    echo "$(git rev-parse HEAD)$(git status --porcelain --untracked-files=no | grep -q . && echo +dirty)" \
+        > src/cosmobench/_commit.txt
+fi
 .venv/bin/python -c "import torch, galsim, zarr, zuko, surveycodex; print(f'cosmobench ready: torch {torch.__version__}, galsim {galsim.__version__}, zarr {zarr.__version__}')"

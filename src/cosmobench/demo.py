@@ -236,10 +236,15 @@ _BENCH_WORKLOADS = ("train-cnn", "train-bnn", "generate")
 
 
 def _bench_config(device: str, workload: str, budget_s: float) -> Any:
-    """The demo's benchmark of one workload: the paper's batch sizes and n, few repeats."""
+    """The demo's benchmark of one workload: the paper's batch sizes and n, few repeats, the
+    modes the device runs natively (bf16 only where the CPU has bf16 instructions or on a
+    GPU that supports it; :func:`cosmobench.bench.modes.supported_modes`)."""
     from cosmobench.bench import BenchConfig
+    from cosmobench.bench.modes import supported_modes
+    from cosmobench.devices import resolve_device
 
-    modes = ("eager", "bf16") if device == "cpu" else ("cudagraph", "eager", "bf16")
+    wanted = ("eager", "bf16") if device == "cpu" else ("cudagraph", "eager", "bf16")
+    modes = supported_modes(wanted, resolve_device(device))
     return BenchConfig(
         workloads=(workload,), device=device, modes=modes, repeats=5, min_block_s=0.05,
         n=(1, 10, 100, 500, 1000) if device == "cpu" else None,

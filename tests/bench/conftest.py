@@ -69,7 +69,7 @@ def _quick_peaks(monkeypatch):
     from cosmobench.bench.peak import measure_peaks
 
     monkeypatch.setattr(runner, "measure_peaks", lambda device, precisions, **kw: measure_peaks(
-        device, precisions, size=256, min_run_time=0.02))
+        device, precisions, sizes=(128, 256), min_run_time=0.02, deadline=kw.get("deadline")))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def test_bench_cli_writes_results_and_reports_unsupported(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["schema"] == "cosmobench.bench" and data["complete"] is True
     assert data["config"]["workloads"] == ["infer-cnn"] and data["config"]["batch_sizes"] == [1]
-    status = {r["mode"]: r["status"] for r in data["records"]}
+    status = {r["spec"]["mode"]: r["status"] for r in data["records"]}
     assert status == {"eager": "ok", "cudagraph": "unsupported"}
     assert data["env"]["command"][:2] == ["cosmobench", "bench"]
     printed = capsys.readouterr().out

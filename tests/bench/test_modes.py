@@ -20,7 +20,7 @@ def test_parse_and_canonical_names():
     assert len(parse_modes(["eager", "eager", "bf16"])) == 2
 
 
-@pytest.mark.parametrize("text", ["fast", "eager+bf16", "compile+cudagraph", "bf16+bf16", ""])
+@pytest.mark.parametrize("text", ["fast", "eager+bf16", "bf16+bf16", ""])
 def test_bad_modes_name_the_allowed_parts(text):
     with pytest.raises(CosmobenchError):
         parse_mode(text)

@@ -30,7 +30,8 @@ def gen_record(mode, n, call_s):
 
 def make(env, records, path, peaks=None):
     res = Results(env=env, config={"protocol": "steady"}, records=records,
-                  peaks=peaks or {"fp32": {"flops_per_s": 1e12, "size": 8, "dtype": "float32"}},
+                  peaks=peaks or {"fp32": {"flops_per_s": 1e12, "roofline": True,
+                                             "dtype": "float32"}},
                   complete=True)
     return res.save(path)
 
@@ -124,3 +125,58 @@ def test_reference_is_shipped_and_validated(tmp_path):
     broken.write_text('{"generate": {"n": [1, 2], "gpu_s": [1.0], "ipu_s": [1.0, 2.0]}}')
     with pytest.raises(CosmobenchError, match="equal length"):
         load_reference(broken)
+
+
+def test_compare_refuses_to_merge_unlike_records(tmp_path):
+    from cosmobench.bench.results import load_results
+    from cosmobench.bench.series import kept_apart
+
+    def rec(protocol="steady", data="synthetic", mem=100, mode="eager"):
+        r = train_record("train-cnn", mode, 2, 0.01)
+        r.protocol, r.info, r.peak_memory_bytes = protocol, {"data": data}, mem
+        return r
+
+    files = [make(CPU_ENV, [rec(mem=100)], tmp_path / "a.json"),
+             make(CPU_ENV, [rec(protocol="paper", mem=999)], tmp_path / "b.json"),
+             make(CPU_ENV, [rec(data="/x/train.zarr", mem=555)], tmp_path / "c.json"),
+             make({**CPU_ENV, "threads": 4}, [rec(mem=777)], tmp_path / "d.json"),
+             make(CPU_ENV, [rec(mem=300)], tmp_path / "e.json")]
+    series = merge_series([load_results(p) for p in files])
+    assert len(series) == 4  # only a.json and e.json are alike
+    pooled = [s for s in series if len(s.sources) == 2]
+    assert len(pooled) == 1 and pooled[0].points[2].peak_memory_bytes == 300  # largest of both
+    for s in series:  # nobody else's memory in a series
+        if len(s.sources) == 1:
+            assert s.points[2].peak_memory_bytes in (999, 555, 777)
+    (line,) = kept_apart(series)
+    assert "4 series kept apart" in line and "machine" in line and "protocol" in line \
+        and "data" in line
+    text = compare(files, tmp_path / "cmp", reference=None).read_text()
+    assert "kept apart" in text and "pooled from 2 files" in text
+    assert "[fp32, paper, synthetic on device]" in text and "read from store" in text
+
+
+def test_no_results_file_has_mfu_above_one():
+    """MFU > 1 against the measured roofline is an instrument bug (every shipped file)."""
+    from pathlib import Path
+
+    from cosmobench.bench.results import load_results
+
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    files = [p for p in root.rglob("*.json")
+             if '"schema": "cosmobench.bench"' in p.read_text()[:200]]
+    assert files
+    for path in files:
+        res = load_results(path)
+        for r in res.records:
+            mfu = r.summary(res.peaks).get("mfu") if r.status == "ok" else None
+            assert mfu is None or mfu <= 1.0, (path.name, r.key, mfu)
+
+
+def test_mfu_above_one_is_flagged_and_old_single_matmul_peaks_give_no_mfu():
+    fast = train_record("train-cnn", "compile", 2, 1e-6)  # 1.2e9 FLOPs in 1 µs
+    roof = {"fp32": {"flops_per_s": 1e12, "roofline": True}}
+    s = fast.summary(roof)
+    assert s["mfu"] > 1 and s["mfu_above_roofline"]
+    old = fast.summary({"fp32": {"flops_per_s": 1e12, "size": 2048}})  # schema 1: one mm
+    assert old["mfu"] is None and old["mfu_vs_single_matmul"] > 1

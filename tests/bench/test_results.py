@@ -26,7 +26,8 @@ def make_results() -> Results:
                          reason="CUDA graphs need a CUDA device")
     return Results(env={"device": "cpu", "device_type": "cpu", "cpu_model": "Test CPU",
                         "threads": 2}, config={"workloads": ["train-cnn"]},
-                   records=[ok, oom, unsupported], peaks={"fp32": {"flops_per_s": 4e11}},
+                   records=[ok, oom, unsupported],
+                   peaks={"fp32": {"flops_per_s": 4e11, "roofline": True}},
                    max_batch=[{"workload": "train-cnn", "mode": "eager", "largest": 12}],
                    complete=True)
 
@@ -41,12 +42,12 @@ def test_round_trip(tmp_path):
     assert back.env == res.env and back.config == res.config and back.peaks == res.peaks
     assert back.max_batch == res.max_batch and back.complete
     assert back.records[0].summary(back.peaks) == res.records[0].summary(res.peaks)
-    assert "raw_times_s" in data["records"][0]["timing"]  # raw times kept
+    assert "raw_times_s" in data["records"][0]["measured"]["timing"]  # raw times kept
 
 
 def test_summary_is_derived_from_raw_times():
     rec = make_results().records[0]
-    s = rec.summary({"fp32": {"flops_per_s": 4e11}})
+    s = rec.summary({"fp32": {"flops_per_s": 4e11, "roofline": True}})
     assert s["median_ms"] == pytest.approx(10.0)  # per-step: blocks of 2 steps
     assert s["min_ms"] == pytest.approx(9.0)
     assert s["images_per_s"] == pytest.approx(400.0)
@@ -106,3 +107,26 @@ def test_record_validation():
         Record(workload="w", mode="eager", size=1, size_name="n", status="fine", device="cpu")
     with pytest.raises(CosmobenchError, match="no timing"):
         Record(workload="w", mode="eager", size=1, size_name="n", status="ok", device="cpu")
+
+
+def test_records_are_spec_raw_and_environment_and_schema_1_is_still_read(tmp_path):
+    import json
+
+    from cosmobench.bench.results import SCHEMA_VERSION, CaseSpec, load_results
+
+    res = make_results()
+    rec = res.records[0]
+    assert isinstance(rec.spec, CaseSpec) and rec.spec.workload == rec.workload
+    assert rec.measured.timing is rec.timing
+    d = rec.to_dict()
+    assert set(d) == {"spec", "status", "reason", "measured", "info", "summary"}
+    assert SCHEMA_VERSION == 2
+    # a schema-1 file: flat records
+    old = res.to_dict()
+    old["schema_version"] = 1
+    old["records"] = [{**r["spec"], **r["measured"], "status": r["status"],
+                       "reason": r["reason"], "info": r["info"]} for r in old["records"]]
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(old))
+    back = load_results(path)
+    assert back.records == res.records

@@ -12,7 +12,7 @@ from cosmobench.demo import DemoConfig
 from cosmobench.errors import CosmobenchError
 
 TINY = ["--n-train", "96", "--n-test", "64", "--epochs", "1", "--n-generate", "16",
-        "--workers", "1", "--device", "cpu", "--bench-budget", "5"]
+        "--workers", "1", "--device", "cpu", "--bench-budget", "45"]
 
 
 def _demo(out, *extra):
@@ -56,3 +56,15 @@ def test_demo_bad_option_is_one_line(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
     assert "epochs must be > 0" in r.stderr
+
+
+def test_demo_benchmarks_only_what_the_cpu_runs_natively(monkeypatch):
+    from cosmobench.bench.hardware import cpu_info
+    from cosmobench.demo import _bench_config
+
+    native = cpu_info().bf16_native
+    assert ("bf16" in _bench_config("cpu", "train-cnn", 30.0).modes) is native
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # an AVX2-only machine, emulated
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    cfg = _bench_config("cpu", "train-cnn", 30.0)
+    assert cfg.modes == ("eager",) and cfg.budget_s == 30.0

@@ -4,8 +4,10 @@
 simulate) over modes and sizes; ``compare(paths, out)`` draws the paper's figures with its
 V100 and IPU numbers overlaid and writes ``report.md``. Modules: ``config`` (BenchConfig),
 ``timing`` (clocks, warm-up, statistics), ``modes`` (eager, compile, CUDA graph, bf16,
-channels-last), ``workloads`` / ``generation`` (what one call is), ``peak`` (measured peak
-FLOP/s), ``meters`` (memory, energy), ``maxbatch``, ``results`` (versioned schema),
+channels-last; the step wrapper ``cosmobench train --mode`` shares), ``hardware`` (what the
+CPU and GPU can do natively, theoretical peaks), ``workloads`` / ``generation`` (what one
+call is), ``peak`` (the roofline measured in the same run), ``meters`` (memory, energy),
+``env`` (machine, versions, commit), ``maxbatch``, ``results`` (versioned schema),
 ``series`` / ``figures`` / ``report`` (compare), ``runner`` (the sweep).
 """
 

@@ -45,7 +45,9 @@ class BenchConfig(Config):
         workloads: among train-cnn, train-bnn, infer-cnn, generate, simulate.
         device: torch device string (cpu, cuda, cuda:1 ...).
         modes: among eager, compile, cudagraph, bf16, channels-last and their combinations
-            (``+``), or ``all``; a mode the device cannot run is recorded as unsupported.
+            (``+``), or ``all``; a mode the device cannot run is recorded as unsupported, and
+            so is one it would only emulate (bf16 on a CPU without bf16 instructions) unless
+            named explicitly (it then runs, with a warning).
         batch_sizes: batch sizes of train/infer workloads; ``None``: the paper's.
         n: generation sizes; ``None``: the paper's (plus 20,000 and 50,000 off CPU).
         protocol: ``steady`` (warm-up, synchronised repeats) or ``paper`` (whole epochs).
@@ -60,8 +62,9 @@ class BenchConfig(Config):
         sim_galaxies: galaxies per timed call of the ``simulate`` workload.
         threads: torch intra-op threads; ``None``: torch's default.
         seed: seed of the synthetic data and model initialisation.
-        budget_s: wall-clock budget of the whole run; points after it are recorded
-            as ``skipped`` (``None``: no budget).
+        budget_s: wall-clock limit of the whole run, peak measurement included; a point
+            that cannot finish inside what is left is cut and recorded as ``skipped``
+            (``None``: no budget).
         warmup_max_s: cap on each point's warm-up.
     """
 
@@ -112,6 +115,15 @@ class BenchConfig(Config):
             check_positive("threads", self.threads)
         if self.budget_s is not None:
             check_positive("budget_s", self.budget_s)
+
+    @property
+    def explicit_modes(self) -> frozenset[str]:
+        """Canonical names of the modes the user named (not reached through ``all``): a mode
+        the device only emulates runs when named, with a warning."""
+        return frozenset(str(m) for m in parse_modes([t for t in self.modes
+                                                      if t.strip().lower() != "all"] or
+                                                     ["eager"])
+                         if any(t.strip().lower() != "all" for t in self.modes))
 
     @property
     def mode_list(self) -> tuple[str, ...]:

@@ -1,7 +1,12 @@
 """The environment a benchmark ran in: machine, threads, GPU, driver, versions, git commit.
 
 Stored in every results file so that numbers from different machines can be compared and
-told apart (:func:`machine_label`). Nothing here needs more than torch: NVML is used through
+told apart (:func:`machine_label`): the full CPU model string and the instruction set torch
+may use (:mod:`cosmobench.bench.hardware`, emulation caps included), the GPU's name, SMs,
+clocks and driver, torch/CUDA/cuDNN versions, threads, load, and the cosmobench commit --
+read from git when the checkout has one (``+dirty`` when edited), else from the stamp
+``setup.sh`` writes at install time (``src/cosmobench/_commit.txt``) or the
+``COSMOBENCH_COMMIT`` variable. Nothing here needs more than torch: NVML is used through
 ``pynvml`` (package ``nvidia-ml-py``) when importable, and ``nvidia-smi`` otherwise.
 """
 
@@ -20,6 +25,7 @@ from typing import Any
 import torch
 
 import cosmobench
+from cosmobench.bench.hardware import cpu_info, gpu_info
 
 __all__ = ["capture_env", "cpu_model", "git_commit", "load_average", "machine_label"]
 
@@ -43,56 +49,42 @@ def load_average() -> list[float] | None:
         return None
 
 
-def git_commit() -> str | None:
-    """The commit of the cosmobench checkout this code runs from, with ``+dirty`` if edited."""
+STAMP = Path(cosmobench.__file__).resolve().parent / "_commit.txt"
+
+
+def git_commit() -> str:
+    """The commit of the cosmobench code running, ``+dirty`` if edited; never ``None``.
+
+    Git when the checkout has a ``.git``; else the install-time stamp (``setup.sh``), else
+    ``$COSMOBENCH_COMMIT``; else ``"unknown (no .git, no stamp)"``.
+    """
     root = Path(cosmobench.__file__).resolve().parents[2]
-    if not (root / ".git").exists() or shutil.which("git") is None:
-        return None
+    if (root / ".git").exists() and shutil.which("git") is not None:
+        try:
+            head = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()
+            return head + ("+dirty" if dirty else "")
+        except (subprocess.SubprocessError, OSError):
+            pass
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-    except (subprocess.SubprocessError, OSError):
-        return None
-    return head + ("+dirty" if dirty else "")
+        stamp = STAMP.read_text().strip()
+        if stamp:
+            return f"{stamp} (stamped at install)"
+    except OSError:
+        pass
+    if os.environ.get("COSMOBENCH_COMMIT"):
+        return f"{os.environ['COSMOBENCH_COMMIT']} (COSMOBENCH_COMMIT)"
+    return "unknown (no .git, no stamp)"
 
 
 def _gpu_info(device: torch.device) -> dict[str, Any]:
-    props = torch.cuda.get_device_properties(device)
-    info: dict[str, Any] = {
-        "name": props.name,
-        "memory_bytes": int(props.total_memory),
-        "compute_capability": f"{props.major}.{props.minor}",
-        "multiprocessors": props.multi_processor_count,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-        "driver": None,
-    }
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        info["driver"] = pynvml.nvmlSystemGetDriverVersion()
-        if isinstance(info["driver"], bytes):
-            info["driver"] = info["driver"].decode()
-    except Exception:  # pynvml absent or NVML unusable: ask nvidia-smi
-        if shutil.which("nvidia-smi"):
-            try:
-                out = subprocess.run(
-                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                    capture_output=True, text=True, timeout=20, check=True,
-                ).stdout
-                info["driver"] = out.strip().splitlines()[0] if out.strip() else None
-            except (subprocess.SubprocessError, OSError):
-                pass
-    return info
+    return gpu_info(device)
 
 
 def capture_env(device: torch.device, command: list[str] | None = None) -> dict[str, Any]:
@@ -108,9 +100,11 @@ def capture_env(device: torch.device, command: list[str] | None = None) -> dict[
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
+        "cpu": cpu_info().to_dict(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "cosmobench": cosmobench.__version__,
         "git_commit": git_commit(),
         "device": str(device),
@@ -136,5 +130,8 @@ def machine_label(env: dict[str, Any]) -> str:
         return str(gpu.get("name", env.get("device", "gpu")))
     if env.get("device_type", "cpu") == "cpu":
         threads = env.get("threads", "?")
-        return f"{env.get('cpu_model', 'CPU')} ({threads} thread{'' if threads == 1 else 's'})"
+        isa = (env.get("cpu") or {}).get("isa")
+        isa_txt = f", {isa}" if isa else ""
+        return (f"{env.get('cpu_model', 'CPU')} ({threads} thread{'' if threads == 1 else 's'}"
+                f"{isa_txt})")
     return str(env.get("device", "device"))

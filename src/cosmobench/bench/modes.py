@@ -28,9 +28,13 @@ __all__ = [
     "PARTS",
     "CapturedStep",
     "Mode",
+    "GraphedStep",
     "capture_step",
+    "mode_step",
+    "not_native_reason",
     "parse_mode",
     "parse_modes",
+    "supported_modes",
     "unsupported_reason",
 ]
 
@@ -47,6 +51,8 @@ ALL_MODES = (
     "compile+channels-last+bf16",
     "cudagraph",
     "cudagraph+bf16",
+    "compile+cudagraph",
+    "compile+cudagraph+bf16",
 )
 
 
@@ -81,8 +87,8 @@ class Mode:
 def parse_mode(text: str) -> Mode:
     """Parse ``"eager"``, ``"bf16"``, ``"compile+bf16"`` ... into a :class:`Mode`.
 
-    ``eager`` stands alone; ``compile`` and ``cudagraph`` exclude each other (a compiled step
-    is graphed by ``torch.compile(mode="reduce-overhead")``, not by a second capture).
+    ``eager`` stands alone; ``compile+cudagraph`` compiles the step (inductor, default
+    mode) and captures the compiled step whole in one CUDA graph.
     """
     parts = [p.strip().lower().replace("_", "-") for p in text.split("+") if p.strip()]
     if not parts:
@@ -97,10 +103,6 @@ def parse_mode(text: str) -> Mode:
         raise CosmobenchError(f"mode {text!r} repeats a part")
     if "eager" in parts and len(parts) > 1:
         raise CosmobenchError(f"mode 'eager' cannot be combined; got {text!r}")
-    if "compile" in parts and "cudagraph" in parts:
-        raise CosmobenchError(
-            f"mode {text!r}: compile and cudagraph exclude each other; use one of them"
-        )
     return Mode(
         compile="compile" in parts,
         cudagraph="cudagraph" in parts,
@@ -123,14 +125,12 @@ def parse_modes(texts: tuple[str, ...] | list[str]) -> tuple[Mode, ...]:
 
 
 def unsupported_reason(mode: Mode, device: torch.device) -> str | None:
-    """Why ``mode`` cannot run on ``device`` (``None`` when it can), naming the alternative."""
+    """Why ``mode`` cannot run on ``device`` at all (``None`` when it can)."""
     if mode.cudagraph and device.type != "cuda":
         return (
             f"CUDA graphs need a CUDA device; {device.type} has none "
             "(use compile or eager on this device)"
         )
-    if mode.bf16 and device.type == "cpu" and not _cpu_has_bf16():
-        return "this CPU has no native bf16 instructions (avx512_bf16 or AMX); use fp32 modes"
     if mode.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "this GPU does not support bf16 (needs compute capability >= 8.0); use fp32"
     if mode.compile and not _compile_available(device):
@@ -138,12 +138,22 @@ def unsupported_reason(mode: Mode, device: torch.device) -> str | None:
     return None
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:  # not Linux: let torch try (it falls back to slow kernels at worst)
-        return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def not_native_reason(mode: Mode, device: torch.device) -> str | None:
+    """Why ``mode`` would run on ``device`` only emulated (bf16 on a CPU without bf16
+    instructions, :mod:`cosmobench.bench.hardware`); ``None`` when it runs natively."""
+    if mode.bf16 and device.type == "cpu":
+        from cosmobench.bench.hardware import cpu_info
+
+        return cpu_info().bf16_reason()
+    return None
+
+
+def supported_modes(modes: tuple[str, ...] | list[str], device: torch.device) -> tuple[str, ...]:
+    """The modes among ``modes`` that ``device`` runs natively (what ``demo`` picks)."""
+    return tuple(
+        str(m) for m in parse_modes(modes)
+        if unsupported_reason(m, device) is None and not_native_reason(m, device) is None
+    )
 
 
 def _compile_available(device: torch.device) -> bool:
@@ -204,3 +214,54 @@ def capture_step(
     with torch.cuda.graph(graph):
         out = step(*static_inputs)
     return CapturedStep(graph=graph, static_inputs=static_inputs, static_output=out)
+
+
+class GraphedStep:
+    """A training step replayed from CUDA graphs, one captured per input shape.
+
+    The first call with a new shape captures ``step`` whole (:func:`capture_step`) with the
+    call's own tensors as the static buffers; later calls copy their batch into those
+    buffers (nothing is copied when they are the buffers themselves, as in the benchmark)
+    and replay. The optimiser must be capturable (``make_optimizer(capturable=True)``).
+    """
+
+    def __init__(self, step: Callable[..., Any], optimizer: torch.optim.Optimizer) -> None:
+        if not all(g.get("capturable") for g in optimizer.param_groups):
+            raise CosmobenchError("a CUDA-graph step needs an optimiser built with "
+                                  "capturable=True")
+        self.step, self.optimizer = step, optimizer
+        self.graphs: dict[tuple, CapturedStep] = {}
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None) -> Any:
+        key = (tuple(x.shape), None if y is None else tuple(y.shape))
+        captured = self.graphs.get(key)
+        if captured is None:
+            captured = capture_step(
+                self.step, (x, y),
+                before_capture=lambda: self.optimizer.zero_grad(set_to_none=True),
+            )
+            self.graphs[key] = captured
+            return captured.replay()
+        sx, sy = captured.static_inputs
+        if x is not sx:
+            sx.copy_(x, non_blocking=True)
+        if y is not None and y is not sy:
+            sy.copy_(y, non_blocking=True)
+        return captured.replay()
+
+
+def mode_step(step: Callable[..., Any], mode: Mode | str,
+              optimizer: torch.optim.Optimizer | None = None) -> Callable[..., Any]:
+    """The step as ``mode`` runs it -- what ``cosmobench bench`` times and what
+    ``cosmobench train --mode`` trains with: eager as is; ``compile``:
+    ``torch.compile(step, dynamic=False)`` (one graph per batch shape); ``cudagraph``: a
+    :class:`GraphedStep`; ``compile+cudagraph``: the compiled step captured in CUDA graphs.
+    Precision (bf16) and memory format are the step's and the model's business."""
+    mode = parse_mode(mode) if isinstance(mode, str) else mode
+    if mode.compile:
+        step = torch.compile(step, dynamic=False)
+    if mode.cudagraph:
+        if optimizer is None:
+            raise CosmobenchError("a CUDA-graph step needs its optimiser")
+        step = GraphedStep(step, optimizer)
+    return step

@@ -16,7 +16,7 @@ from typing import Any
 from cosmobench.bench.env import machine_label
 from cosmobench.bench.figures import REFERENCE_SECTIONS, draw_all
 from cosmobench.bench.results import Results, load_results
-from cosmobench.bench.series import Series, merge_series
+from cosmobench.bench.series import Series, kept_apart, merge_series
 from cosmobench.errors import CosmobenchError
 from cosmobench.files import atomic_write
 from cosmobench.reference import load_reference
@@ -68,13 +68,28 @@ def _machines(results: list[Results]) -> list[str]:
     for res in results:
         for key, p in sorted(res.peaks.items()):
             tf = p.get("flops_per_s")
+            theory = (p.get("theoretical") or {})
+            if p.get("roofline"):
+                how = ", ".join(f"{k} {_fmt(v / 1e12)}" for k, v in p.get("kernels", {}).items())
+            else:
+                how = f"one {p.get('size', '?')}² matmul (schema 1: not a roofline, no MFU)"
             peaks.append([f"`{Path(res.source).name}`" if res.source else "–",
                           machine_label(res.env), key,
-                          _fmt(tf / 1e12) if tf else p.get("error", "–"),
-                          f"{p.get('size', '–')}² {p.get('dtype', '')}"])
+                          _fmt(tf / 1e12) if tf else p.get("error", "–"), how,
+                          _fmt(theory["flops_per_s"] / 1e12) if theory.get("flops_per_s")
+                          else "–", theory.get("source", "–")])
     if peaks:
-        lines += ["Peak measured in the same run (N x N matrix product, best block):", ""]
-        lines += _table(["file", "machine", "precision", "TFLOP/s", "matrix"], peaks)
+        lines += ["Roofline measured in the same run (best of the kernels, TFLOP/s; MFU divides "
+                  "by it) next to the theoretical peak:", ""]
+        lines += _table(["file", "machine", "precision", "roofline TFLOP/s", "kernels",
+                         "theoretical TFLOP/s", "theory from"], peaks)
+    over = [f"- `{Path(res.source).name if res.source else '?'}` {r.workload} {r.mode} "
+            f"{r.size_name}={r.size}: MFU {r.summary(res.peaks)['mfu']:.2f}"
+            for res in results for r in res.records
+            if r.status == "ok" and r.summary(res.peaks).get("mfu_above_roofline")]
+    if over:
+        lines += ["**Instrument error: steps faster than the measured roofline (MFU > 1); "
+                  "their MFU is not to be trusted:**", "", *over, ""]
     return lines
 
 
@@ -166,6 +181,20 @@ def _max_batch(results: list[Results]) -> list[str]:
         ["machine", "workload", "mode", "largest batch", "search ended", "why"], rows)
 
 
+def _pooling(series: list[Series]) -> list[str]:
+    """What was pooled and what was kept apart: only like with like is merged."""
+    apart = kept_apart(series)
+    pooled = [f"{s.workload} — {s.label}: pooled from {len(s.sources)} files "
+              f"({', '.join(f'`{Path(p).name}`' for p in s.sources)})"
+              for s in series if len(s.sources) > 1]
+    if not apart and not pooled:
+        return []
+    lines = ["## Series pooled and kept apart", "",
+             "Records are pooled only when machine, workload, mode, precision, protocol and "
+             "data source all agree; peak memory is then the largest of the runs.", ""]
+    return lines + [f"- {t}" for t in pooled + apart] + [""]
+
+
 def format_report(results: list[Results], reference: dict[str, Any] | None,
                   figures: list[Path]) -> str:
     """The Markdown report (see the module docstring)."""
@@ -178,6 +207,7 @@ def format_report(results: list[Results], reference: dict[str, Any] | None,
              ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures] + [""]
     lines += _machines(results)
+    lines += _pooling(series)
     for workload in REFERENCE_SECTIONS:
         lines += _axis_table(workload, series, reference)
     lines += _details(series)

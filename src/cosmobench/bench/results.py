@@ -1,13 +1,19 @@
 """The results file: a versioned JSON schema, one record per (workload, mode, size).
 
-Layout (``schema: "cosmobench.bench"``, ``schema_version: 1``)::
+Layout (``schema: "cosmobench.bench"``, ``schema_version: 2``; version 1 files, whose
+records were flat and whose peak was one matrix product, are still read)::
 
     {"schema", "schema_version", "complete",      # complete: false while a run is going
      "env": {...},                                 # cosmobench.bench.env.capture_env
      "config": {...},                              # BenchConfig.to_dict(), resolved
-     "peaks": {"fp32": {"flops_per_s": ...}, ...}, # measured in the same run
-     "records": [{"workload", "mode", "size", "size_name", "status", "reason", "timing":
-                  {"number_per_run", "raw_times_s", ...}, "flops_per_call", "summary", ...}],
+     "peaks": {"fp32": {"flops_per_s", "kernels", "theoretical", ...}, ...}, # roofline
+     "records": [{"spec": {"workload", "mode", "size", "size_name", "device", "protocol",
+                           "precision", "epochs_axis"},          # what (CaseSpec)
+                  "status", "reason",
+                  "measured": {"timing": {"number_per_run", "raw_times_s", ...},
+                               "flops_per_call", "peak_memory_bytes", "energy", ...},  # raw
+                  "info": {...},                                  # the point's environment
+                  "summary": {...}}],                             # derived, for people
      "max_batch": [{"workload", "mode", "largest", "tried": [[size, status], ...]}]}
 
 Raw times are the data; each record's ``summary`` (median, IQR, images/s, the derived
@@ -32,45 +38,56 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "STATUSES",
+    "CaseSpec",
+    "Measured",
     "Record",
     "Results",
     "load_results",
 ]
 
 SCHEMA = "cosmobench.bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "oom", "unsupported", "error", "skipped")
 #: The paper's axis: seconds for 100 epochs of 8,000 training images (Figures 2-3).
 PAPER_EPOCHS, PAPER_IMAGES = 100, 8000
 
 
-@dataclasses.dataclass
-class Record:
-    """One measured point. ``status`` is ok, oom, unsupported, error or skipped (``reason``).
+@dataclasses.dataclass(frozen=True)
+class CaseSpec:
+    """*What* was timed: one point of the sweep, independent of how it went.
 
     Attributes:
-        workload, mode, size: what was timed; ``size_name`` says whether ``size`` is a batch
+        workload, mode, size: the point; ``size_name`` says whether ``size`` is a batch
             size, a number of generated galaxies (``n``) or simulated galaxies.
         device, protocol, precision: where and how.
-        items_per_call: images per timed call.
-        timing: the raw times (``None`` unless ok).
-        flops_per_call: counted FLOPs of one call.
-        peak_key: which measured peak MFU is computed against (fp32, tf32, bf16).
-        peak_memory_bytes, memory_kind: ``cuda_max_allocated`` or ``rss_high_water``.
-        energy: NVML energy (``{"available": False, "reason": ...}`` elsewhere).
         epochs_axis: training workload (has the "100 epochs of 8,000 images" axis).
-        info: extra facts (parameters, data source, load average ...).
     """
 
     workload: str
     mode: str
     size: int
     size_name: str
-    status: str
     device: str
     protocol: str = "steady"
     precision: str = "fp32"
-    reason: str | None = None
+    epochs_axis: bool = False
+
+
+@dataclasses.dataclass
+class Measured:
+    """The *raw* measurements of a point (statistics are derived on demand).
+
+    Attributes:
+        items_per_call: images per timed call.
+        timing: the raw times (``None`` unless ok).
+        flops_per_call: counted FLOPs of one call.
+        peak_key: which measured roofline MFU is computed against (fp32, tf32, bf16).
+        peak_memory_bytes: the point's peak above its own baseline; memory_kind says which
+            counter (``cuda_max_allocated_above_baseline``, ``rss_high_water_above_baseline``;
+            files of schema 1: absolute ``cuda_max_allocated`` / ``rss_high_water``).
+        energy: energy over a window of >= 2 s (``{"available": False, "reason"}`` else).
+    """
+
     items_per_call: int | None = None
     timing: RawTiming | None = None
     flops_per_call: float | None = None
@@ -78,16 +95,66 @@ class Record:
     peak_memory_bytes: int | None = None
     memory_kind: str | None = None
     energy: dict[str, Any] | None = None
-    epochs_axis: bool = False
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+
+_SPEC = tuple(f.name for f in dataclasses.fields(CaseSpec))
+_MEASURED = tuple(f.name for f in dataclasses.fields(Measured))
+
+
+def _delegate(part: str, name: str) -> property:
+    def get(self: Record) -> Any:
+        return getattr(getattr(self, part), name)
+
+    def put(self: Record, value: Any) -> None:
+        if part == "spec":
+            self.spec = dataclasses.replace(self.spec, **{name: value})
+        else:
+            setattr(self.measured, name, value)
+
+    return property(get, put, doc=f"``{part}.{name}``")
+
+
+class Record:
+    """One point: its :class:`CaseSpec` (what), ``status`` and ``reason`` (how it went), its
+    :class:`Measured` raw data, and ``info``, the point's environment (data source, load
+    average, wall time, memory baseline, warnings, parameters ...); the run's environment is
+    in :attr:`Results.env`. ``status`` is ok, oom, unsupported, error or skipped.
+
+    Built from flat keywords (``Record(workload=..., mode=..., status=..., timing=...)``);
+    every spec and measured field reads (and writes) as an attribute.
+    """
+
+    def __init__(self, *, status: str, reason: str | None = None,
+                 info: dict[str, Any] | None = None, **fields: Any) -> None:
+        unknown = set(fields) - set(_SPEC) - set(_MEASURED)
+        if unknown:
+            raise TypeError(f"Record got unknown fields {sorted(unknown)}")
+        self.spec = CaseSpec(**{k: fields[k] for k in _SPEC if k in fields})
+        self.measured = Measured(**{k: fields[k] for k in _MEASURED if k in fields})
+        self.status, self.reason = status, reason
+        self.info: dict[str, Any] = dict(info or {})
         if self.status not in STATUSES:
             raise CosmobenchError(
                 f"status must be one of {', '.join(STATUSES)}; got {self.status!r}"
             )
         if self.status == "ok" and self.timing is None:
             raise CosmobenchError(f"record {self.key} has status ok but no timing")
+
+    def flat(self) -> dict[str, Any]:
+        """Every field as keywords of the constructor."""
+        return {**dataclasses.asdict(self.spec), **{k: getattr(self.measured, k)
+                                                   for k in _MEASURED},
+                "status": self.status, "reason": self.reason, "info": dict(self.info)}
+
+    def replace(self, **changes: Any) -> Record:
+        """A copy with ``changes`` (flat field names)."""
+        return Record(**{**self.flat(), **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and self.flat() == other.flat()
+
+    def __repr__(self) -> str:
+        return f"Record({self.workload} {self.mode} {self.size_name}={self.size}: {self.status})"
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -123,8 +190,18 @@ class Record:
             out.update(self._epochs_axis(st))
         if self.flops_per_call:
             out["tflops_per_s"] = self.flops_per_call / st.median_s / 1e12
-            peak = (peaks or {}).get(self.peak_key or "", {}).get("flops_per_s")
-            out["mfu"] = self.flops_per_call / st.median_s / peak if peak else None
+            entry = (peaks or {}).get(self.peak_key or "", {})
+            peak = entry.get("flops_per_s")
+            mfu = self.flops_per_call / st.median_s / peak if peak else None
+            if entry.get("roofline"):
+                out["mfu"] = mfu
+                out["mfu_above_roofline"] = bool(mfu is not None and mfu > 1.0)
+                theory = (entry.get("theoretical") or {}).get("flops_per_s")
+                out["mfu_theoretical"] = (self.flops_per_call / st.median_s / theory
+                                          if theory else None)
+            else:  # schema 1: the peak was one matrix product, not a roofline
+                out["mfu"] = None
+                out["mfu_vs_single_matmul"] = mfu
         if self.energy and self.energy.get("available"):
             out["j_per_image"] = self.energy.get("j_per_image")
         return out
@@ -142,20 +219,34 @@ class Record:
         return {"s_per_100_epochs": seconds, "s_per_100_epochs_derived": True}
 
     def to_dict(self, peaks: dict[str, Any] | None = None) -> dict[str, Any]:
-        """JSON form, with the derived ``summary``."""
-        d = dataclasses.asdict(self)
-        d["timing"] = self.timing.to_dict() if self.timing is not None else None
-        d["summary"] = self.summary(peaks)
-        return d
+        """JSON form (schema 2): ``spec``, ``status``, ``reason``, ``measured``, ``info`` and
+        the derived ``summary``."""
+        measured = {k: getattr(self.measured, k) for k in _MEASURED}
+        measured["timing"] = self.timing.to_dict() if self.timing is not None else None
+        return {"spec": dataclasses.asdict(self.spec), "status": self.status,
+                "reason": self.reason, "measured": measured, "info": self.info,
+                "summary": self.summary(peaks)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Record:
-        """Inverse of :meth:`to_dict` (the stored summary is ignored: recomputed on demand)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in fields}
+        """Inverse of :meth:`to_dict`; also reads the flat records of schema 1 (the stored
+        summary is ignored: recomputed on demand)."""
+        if "spec" in d:
+            flat = {**d["spec"], **d.get("measured", {}), "status": d["status"],
+                    "reason": d.get("reason"), "info": d.get("info", {})}
+        else:
+            flat = dict(d)
+        keep = set(_SPEC) | set(_MEASURED) | {"status", "reason", "info"}
+        kwargs = {k: v for k, v in flat.items() if k in keep}
         if kwargs.get("timing") is not None:
             kwargs["timing"] = RawTiming.from_dict(kwargs["timing"])
         return cls(**kwargs)
+
+
+for _name in _SPEC:
+    setattr(Record, _name, _delegate("spec", _name))
+for _name in _MEASURED:
+    setattr(Record, _name, _delegate("measured", _name))
 
 
 @dataclasses.dataclass

@@ -1,7 +1,7 @@
 """Device-synchronised timing: warm-up until settled, repeated blocks, robust statistics.
 
 Three things are kept apart, as in ``torch.utils.benchmark``: *what* was timed (the
-:class:`~cosmobench.bench.workloads.CaseSpec`), the *raw* measurement (:class:`RawTiming`: the
+:class:`~cosmobench.bench.results.CaseSpec`), the *raw* measurement (:class:`RawTiming`: the
 seconds of each block of ``number_per_run`` calls, kept in the results file), and the
 *statistics* computed from the raw times on demand (:class:`Stats`, through torch's
 :class:`~torch.utils.benchmark.Measurement`: median, IQR and its 10 % warning).
@@ -33,6 +33,7 @@ from torch.utils.benchmark.utils.common import TaskSpec
 
 __all__ = [
     "IQR_WARN",
+    "BudgetExceeded",
     "CudaEventClock",
     "RawTiming",
     "Stats",
@@ -46,6 +47,19 @@ __all__ = [
 
 #: A measurement warns when its interquartile range exceeds this fraction of its median.
 IQR_WARN = 0.10
+
+
+class BudgetExceeded(Exception):
+    """A point cannot finish inside the run's time budget; it is cut and recorded skipped."""
+
+
+def _check(deadline: float | None, need_s: float, what: str) -> None:
+    if deadline is None:
+        return
+    left = deadline - time.perf_counter()
+    if need_s > left:
+        raise BudgetExceeded(f"cut: {what} needs about {need_s:.1f} s, "
+                             f"{max(left, 0.0):.1f} s of the time budget left")
 
 
 def synchronize(device: torch.device) -> None:
@@ -206,16 +220,20 @@ def warm_up(
     max_calls: int = 50,
     max_s: float = 60.0,
     tolerance: float = 0.15,
+    deadline: float | None = None,
 ) -> list[float]:
     """Call ``fn`` until its duration settles; returns the duration of every warm-up call.
 
     Settled means the last ``min_calls`` durations lie within ``1 + tolerance`` of each other
     (compilation, autotuning and caching are over). Stops anyway after ``max_calls`` calls or
     ``max_s`` seconds -- a busy shared machine may never settle; the IQR then says so.
+    Raises :class:`BudgetExceeded` when the next call would end past ``deadline``.
     """
     times: list[float] = []
     start = time.perf_counter()
     while True:
+        if times:
+            _check(deadline, min(times[-3:]), "the warm-up")
         times.append(clock.time_block(fn, 1))
         last = times[-min_calls:]
         if len(times) >= min_calls and max(last) <= (1 + tolerance) * min(last):
@@ -242,6 +260,7 @@ def measure_steady(
     warmup_max_s: float = 60.0,
     on_block: Callable[[], None] | None = None,
     on_timed_start: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> RawTiming:
     """The ``steady`` protocol: warm up until settled, then ``repeats`` synchronised blocks.
 
@@ -254,14 +273,17 @@ def measure_steady(
         warmup_max_s: cap on the warm-up time.
         on_block: called after every block (progress bars).
         on_timed_start: called when warm-up is over (e.g. to start an energy meter).
+        deadline: ``time.perf_counter()`` value the point must end by; warm-up and blocks
+            that would end past it raise :class:`BudgetExceeded` (checked before starting).
 
     Returns:
         The raw times, warm-up included.
     """
     clock = make_clock(device, events=events)
-    warm = warm_up(fn, clock, max_s=warmup_max_s)
+    warm = warm_up(fn, clock, max_s=warmup_max_s, deadline=deadline)
     settled = min(warm[-3:])
     number = block_size(settled, min_block_s)
+    _check(deadline, repeats * number * settled, f"{repeats} timed blocks")
     if on_timed_start is not None:
         on_timed_start()
     times = []
@@ -281,6 +303,7 @@ def time_epochs(
     steps_per_epoch: int,
     on_epoch: Callable[[], None] | None = None,
     on_timed_start: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> RawTiming:
     """The ``paper`` protocol: wall clock per epoch, the first ``untimed`` epochs not timed.
 
@@ -294,12 +317,18 @@ def time_epochs(
         steps_per_epoch: optimisation steps in one epoch (``number_per_run`` of the result).
         on_epoch: called after every epoch (progress bars).
         on_timed_start: called before the first timed epoch.
+        deadline: ``time.perf_counter()`` value by which all epochs must end; checked after
+            the first epoch (the rest would take ``epochs - 1`` times as long) and before
+            every epoch (:class:`BudgetExceeded`).
     """
     if not 0 <= untimed < epochs:
         raise ValueError(f"need 0 <= untimed < epochs; got untimed={untimed}, epochs={epochs}")
     clock = WallClock(device)
     warm, timed = [], []
     for epoch in range(epochs):
+        done = warm + timed
+        if done:
+            _check(deadline, (epochs - epoch) * min(done), f"{epochs - epoch} more epochs")
         if epoch == untimed and on_timed_start is not None:
             on_timed_start()
         seconds = clock.time_block(lambda e=epoch: run_epoch(e), 1)

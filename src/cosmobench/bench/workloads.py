@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cosmobench.bench.modes import Mode, capture_step
+from cosmobench.bench.modes import Mode, capture_step, mode_step
 from cosmobench.devices import autocast
 from cosmobench.errors import CosmobenchError
 
@@ -196,17 +196,13 @@ class TrainWorkload(_ShapeWorkload):
         flops = count_flops(lambda: step(x, y))  # one eager step (also a first warm-up)
 
         info: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
-        if mode.compile:
-            step = torch.compile(step)
+        step = mode_step(step, mode, opt)  # what `cosmobench train --mode` trains with
         if mode.cudagraph:
-            captured = capture_step(
-                step, (x, y), before_capture=lambda: opt.zero_grad(set_to_none=True)
-            )
-            run = captured.replay
+            step(x, y)  # capture now, not in the first timed call
             info["cuda_graph"] = "whole step: forward, backward, Adam, weight noise"
-        else:
-            def run() -> Tensor:
-                return step(x, y)
+
+        def run() -> Tensor:
+            return step(x, y)
 
         loader = _Loader(hx, hy, x, y, batch, ctx.seed)
         call = run if ctx.data is None else loader.wrap(run)

@@ -64,7 +64,9 @@ def bench(
         "plus 20000,50000 off CPU).")] = None,
     modes: Annotated[str, typer.Option(
         help="Comma-separated among eager, compile, cudagraph, bf16, channels-last and "
-        "'+'-combinations (cudagraph+bf16), or all.")] = "eager",
+        "'+'-combinations (cudagraph+bf16, compile+cudagraph), or all. A mode the device "
+        "only emulates (bf16 on a CPU without AVX-512 BF16 or AMX) is recorded unsupported, "
+        "unless named here: it then runs, with a warning.")] = "eager",
     protocol: Annotated[str, typer.Option(
         help="steady (warm-up, synchronised repeats, median/IQR) or paper (110 epochs, "
         "10 untimed).")] = "steady",
@@ -85,7 +87,8 @@ def bench(
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of data and weights.")] = 0,
     budget: Annotated[float | None, typer.Option(
-        "--budget", help="Seconds for the whole run; later points are recorded as skipped.")
+        "--budget", help="Wall-clock limit of the whole run (peak measurement, builds and "
+        "warm-ups included); a point that cannot finish inside it is cut, recorded skipped.")
     ] = None,
     min_block: Annotated[float, typer.Option(
         "--min-block", help="Seconds per timed block (calls are repeated to fill it).")] = 0.05,

@@ -26,6 +26,7 @@ __all__ = [
     "SCALINGS",
     "LR_SCHEDULES",
     "RESUMABLE_CHANGES",
+    "STEP_MODES",
     "split_legacy",
 ]
 
@@ -33,6 +34,8 @@ __all__ = [
 SCALINGS = ("arcsinh", "none")
 #: Learning-rate schedules: the paper's constant rate, or cosine annealing to zero.
 LR_SCHEDULES = ("constant", "cosine")
+#: How the step runs (``cosmobench.bench.modes.mode_step``, what the benchmark times).
+STEP_MODES = ("eager", "compile", "cudagraph", "compile+cudagraph")
 #: Fields that may change when a run is resumed; any other change is refused.
 RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit")
 
@@ -73,6 +76,11 @@ class TrainConfig(Config):
             same computation, fused: several times faster on CPUs, where the element-wise
             PReLU dominates eager time); the last partial batch of an epoch is then left
             out so every step has the same shape (a new shape would recompile).
+        mode: how the step runs, exactly as ``cosmobench bench`` times it
+            (:func:`cosmobench.bench.modes.mode_step`): ``eager``, ``compile`` (same as
+            ``compile=True``), ``cudagraph`` (the whole step -- forward, backward, Adam --
+            replayed from a CUDA graph; CUDA only, one process) or ``compile+cudagraph``.
+            Every mode but eager drops each epoch's last partial batch (one shape).
         time_limit: minutes of training this invocation may spend (0 = no limit): no epoch
             starts that would end past it, judging by the epochs timed so far. The run stays
             resumable; ``model.pt`` holds the best weights so far.
@@ -92,6 +100,7 @@ class TrainConfig(Config):
     lr_schedule: str = "constant"
     drop_nonfinite: bool = False
     compile: bool = False
+    mode: str = "eager"
     time_limit: float = 0.0
 
     def __post_init__(self) -> None:
@@ -101,6 +110,10 @@ class TrainConfig(Config):
         check_positive("patience", self.patience, strict=False)
         check_positive("time limit", self.time_limit, strict=False)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("step mode", self.mode, STEP_MODES)
+        if self.compile and self.mode == "eager":  # --compile is --mode compile
+            object.__setattr__(self, "mode", "compile")
+        object.__setattr__(self, "compile", "compile" in self.mode)
         if not 0.0 <= self.val_fraction < 1.0:
             raise CosmobenchError(
                 f"validation fraction must be in [0, 1); got {self.val_fraction!r}"

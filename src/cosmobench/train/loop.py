@@ -138,6 +138,10 @@ class _Trainer:
 
     def _check_same(self, ckpt: dict[str, Any]) -> None:
         old, old_options = split_legacy(self.task.kind, ckpt)
+        # runs that predate the step mode: their --compile flag says which it was
+        old["mode"] = TrainConfig(
+            mode=old.get("mode", "eager"), compile=old.get("compile", False)
+        ).mode
         new = self.cfg.to_dict()
         changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
         if self.task.options.replace(**old_options) != self.task.options:
@@ -165,7 +169,11 @@ class _Trainer:
                                   "was trained on; start a new run with another --out")
         torch.manual_seed(derive_seed(cfg.seed, _INIT))
         model = task.build_model().to(info.device)
-        opt = make_optimizer(model, cfg.lr,
+        graphed = "cudagraph" in cfg.mode
+        if graphed and (info.device.type != "cuda" or info.distributed):
+            raise CosmobenchError("--mode cudagraph needs one CUDA device (no torchrun); "
+                                  "use --mode compile or eager here")
+        opt = make_optimizer(model, cfg.lr, capturable=graphed,
                              tensor_lr=cfg.lr_schedule != "constant" or cfg.lr_decay < 1)
         sched = self._scheduler(opt, n_train)
         self.state: dict[str, Any] = {
@@ -185,8 +193,15 @@ class _Trainer:
         step = make_train_step(ddp if info.distributed else model, opt, n_train=n_train,
                                precision=cfg.precision)
         self.val_loss = _val_loss_fn(model, n_train, cfg.precision, info.device.type)
+        if graphed:  # a graph reads the rate where it lies: on the device
+            for group in opt.param_groups:
+                if isinstance(group["lr"], Tensor):
+                    group["lr"] = group["lr"].to(info.device)
+        if cfg.mode != "eager":  # the step `cosmobench bench` times in this mode
+            from cosmobench.bench.modes import mode_step
+
+            step = mode_step(step, cfg.mode, opt)
         if cfg.compile:
-            step = torch.compile(step, dynamic=False)
             self.val_loss_compiled = torch.compile(self.val_loss, dynamic=False)
         self._announce(n_train, len(val), ckpt)
         record = self._record(n_train, len(val), data_id)
@@ -217,7 +232,7 @@ class _Trainer:
         """This rank's batches (positions in the training split) of one epoch."""
         cfg, info = self.cfg, self.info
         order = epoch_order(n_train, cfg.seed, epoch, rank=info.rank, world=info.world)
-        return list(iter_batches(order, cfg.batch_size, drop_last=cfg.compile))
+        return list(iter_batches(order, cfg.batch_size, drop_last=cfg.mode != "eager"))
 
     def _scheduler(self, opt: torch.optim.Optimizer, n_train: int) -> Any:
         """The per-step learning-rate schedule (``None`` for a constant or plateau rate)."""
