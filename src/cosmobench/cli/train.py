@@ -57,6 +57,15 @@ Compile = Annotated[bool, typer.Option(
 TimeLimit = Annotated[float | None, typer.Option(
     "--time-limit", help="Minutes this invocation may train; no epoch starts that would end "
     "past it (default: 0 = none).")]
+DataMode = Annotated[str | None, typer.Option(
+    "--data-mode", help="memory (the split in one tensor; fastest), stream (read window by "
+    "window while training: stores larger than memory) or auto (stream when the images "
+    "would take over 40 % of the available memory) (default: auto).")]
+ShuffleBuffer = Annotated[int | None, typer.Option(
+    "--shuffle-buffer", help="Streaming: galaxies shuffled together, after the chunk order "
+    "is shuffled; larger is closer to a full shuffle and takes more memory (default: 4096).")]
+LoaderWorkers = Annotated[int | None, typer.Option(
+    "--loader-workers", help="Streaming: processes reading and decoding ahead (default: 1).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
 Targets = Annotated[str | None, typer.Option(
@@ -124,7 +133,9 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               input_scaling: Scaling = None, prelu: Prelu = None,
               init_from: InitFrom = None, augment: Augment = False,
               drop_nonfinite: DropBad = False,
-              compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
+              compile: Compile = False, time_limit: TimeLimit = None, data_mode: DataMode = None,
+              shuffle_buffer: ShuffleBuffer = None, loader_workers: LoaderWorkers = None,
+              resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the deterministic shape CNN (1,517,217 parameters for e1,e2,z)."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
@@ -132,7 +143,9 @@ def train_cnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
                    input_scaling=input_scaling, init_from=init_from, augment=augment,
-                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
+                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit,
+                   data_mode=data_mode, shuffle_buffer=shuffle_buffer,
+                   loader_workers=loader_workers)
     _run("cnn", out, resume, progress, train, _shape_model(targets, prelu, False))
 
 
@@ -146,7 +159,9 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               flipout: Annotated[bool, typer.Option(help="Flipout weight noise.")] = False,
               init_from: InitFrom = None, augment: Augment = False,
               drop_nonfinite: DropBad = False,
-              compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
+              compile: Compile = False, time_limit: TimeLimit = None, data_mode: DataMode = None,
+              shuffle_buffer: ShuffleBuffer = None, loader_workers: LoaderWorkers = None,
+              resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the Bayesian shape CNN (2,726,241 parameters; loss = negative ELBO)."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
@@ -154,7 +169,9 @@ def train_bnn(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
                    input_scaling=input_scaling, init_from=init_from, augment=augment,
-                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit)
+                   drop_nonfinite=drop_nonfinite, compile=compile, time_limit=time_limit,
+                   data_mode=data_mode, shuffle_buffer=shuffle_buffer,
+                   loader_workers=loader_workers)
     _run("bnn", out, resume, progress, train, _shape_model(targets, prelu, flipout))
 
 
@@ -167,7 +184,9 @@ def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
               latent: Annotated[int | None, typer.Option(help="Latent size (default: 32).")]
               = None,
               drop_nonfinite: DropBad = False, compile: Compile = False,
-              time_limit: TimeLimit = None, resume: Resume = False,
+              time_limit: TimeLimit = None, data_mode: DataMode = None,
+              shuffle_buffer: ShuffleBuffer = None, loader_workers: LoaderWorkers = None,
+              resume: Resume = False,
               progress: Progress = True) -> None:
     """Train the VAE noisy → noiseless on band-normalised images; writes a reconstruction PNG."""
     train = _given(data=data, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
@@ -175,7 +194,8 @@ def train_vae(data: Data, out: Out, epochs: Epochs = None, batch_size: Batch = N
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
                    drop_nonfinite=drop_nonfinite, compile=compile,
-                   time_limit=time_limit)
+                   time_limit=time_limit, data_mode=data_mode,
+                   shuffle_buffer=shuffle_buffer, loader_workers=loader_workers)
     _run("vae", out, resume, progress, train, _given(latent=latent))
 
 
@@ -187,7 +207,9 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
                patience: Patience = None, lr_decay: LrDecay = None,
               lr_patience: LrPatience = None, lr_schedule: LrSchedule = None,
                drop_nonfinite: DropBad = False,
-               compile: Compile = False, time_limit: TimeLimit = None, resume: Resume = False,
+               compile: Compile = False, time_limit: TimeLimit = None, data_mode: DataMode = None,
+              shuffle_buffer: ShuffleBuffer = None, loader_workers: LoaderWorkers = None,
+              resume: Resume = False,
                progress: Progress = True) -> None:
     """Train the masked autoregressive flow on the VAE's encoder means of DATA."""
     from cosmobench.train.runs import load_run
@@ -198,5 +220,6 @@ def train_flow(vae: Annotated[Path, typer.Option("--vae", help="The VAE's run fo
                    patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                    lr_schedule=lr_schedule,
                    drop_nonfinite=drop_nonfinite, compile=compile,
-                   time_limit=time_limit)
+                   time_limit=time_limit, data_mode=data_mode,
+                   shuffle_buffer=shuffle_buffer, loader_workers=loader_workers)
     _run("flow", out, resume, progress, train, {"features": int(info["model_config"]["latent"])})

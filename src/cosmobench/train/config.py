@@ -12,7 +12,11 @@ import dataclasses
 from cosmobench.config import Config
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 
-__all__ = ["TrainConfig", "PRECISIONS", "SCALINGS", "LR_SCHEDULES", "RESUMABLE_CHANGES"]
+__all__ = ["TrainConfig", "DATA_MODES", "PRECISIONS", "SCALINGS", "LR_SCHEDULES",
+           "RESUMABLE_CHANGES"]
+
+#: ``data_mode`` choices (see :mod:`cosmobench.train.stream`).
+DATA_MODES = ("auto", "memory", "stream")
 
 #: Numerical precisions of the training step: fp32, or bf16 autocast (weights stay fp32).
 PRECISIONS = ("fp32", "bf16")
@@ -21,7 +25,7 @@ SCALINGS = ("arcsinh", "none")
 #: Learning-rate schedules: the paper's constant rate, or cosine annealing to zero.
 LR_SCHEDULES = ("constant", "cosine")
 #: Fields that may change when a run is resumed; any other change is refused.
-RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit")
+RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit", "loader_workers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +80,16 @@ class TrainConfig(Config):
             architecture) whose weights start this one instead of the random initialisation;
             a BNN's posterior means start at a CNN's weights, as in MOPED (Krishnan, Subedar
             & Tickoo 2020, arXiv:1906.05323), and the input scaling is the source run's.
+        data_mode: ``memory`` (the split in one tensor, the paper's Keras ``fit``; the
+            fastest), ``stream`` (read window by window while training: a store larger
+            than memory; :mod:`cosmobench.train.stream`) or ``auto`` (stream when the
+            images would take more than 40 % of the available memory). A resumed run
+            keeps the mode it started with.
+        shuffle_buffer: streaming: galaxies shuffled together (a window); the chunk order
+            is shuffled too. Larger is closer to a full shuffle and costs
+            ``(loader_workers + 2) x shuffle_buffer x 98 KB`` of memory per image array.
+        loader_workers: streaming: background processes reading and decoding windows
+            ahead of training (0 = read in the training process).
     """
 
     data: str = ""
@@ -97,6 +111,9 @@ class TrainConfig(Config):
     compile: bool = False
     time_limit: float = 0.0
     init_from: str = ""
+    data_mode: str = "auto"
+    shuffle_buffer: int = 4096
+    loader_workers: int = 1
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)
@@ -106,6 +123,9 @@ class TrainConfig(Config):
         check_positive("time limit", self.time_limit, strict=False)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("input scaling", self.input_scaling, SCALINGS)
+        check_choice("data mode", self.data_mode, DATA_MODES)
+        check_positive("shuffle buffer", self.shuffle_buffer)
+        check_positive("loader workers", self.loader_workers, strict=False)
         if not 0.0 <= self.val_fraction < 1.0:
             raise CosmobenchError(
                 f"validation fraction must be in [0, 1); got {self.val_fraction!r}"
