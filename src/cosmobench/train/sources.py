@@ -54,39 +54,46 @@ def require_columns(ds: Any, path: str, needed: Mapping[str, str]) -> None:
     missing = [f"{col!r} (for {why})" for col, why in needed.items() if col not in have]
     if missing:
         raise CosmobenchError(
-            f"data set {path} has no column {', '.join(missing)}; it has "
-            f"{', '.join(sorted(have))}"
+            f"data set {path} has no column {', '.join(missing)}; it has {', '.join(sorted(have))}"
         )
 
 
-def require_images(ds: Any, path: str, names: Sequence[str], shape: tuple[int, int] | None
-                   ) -> None:
+def require_images(ds: Any, path: str, names: Sequence[str], shape: tuple[int, int] | None) -> None:
     """The store has the image arrays ``names`` and, if given, ``shape`` = (bands, pixels)."""
     have = tuple(getattr(ds, "image_names", ()))
     missing = [n for n in names if n not in have]
     if missing:
-        raise CosmobenchError(f"data set {path} has no {' or '.join(missing)} images (it has "
-                              f"{', '.join(have) or 'none'}); train on a simulated store")
+        raise CosmobenchError(
+            f"data set {path} has no {' or '.join(missing)} images (it has "
+            f"{', '.join(have) or 'none'}); train on a simulated store"
+        )
     bands, size = len(ds.bands), int(ds.stamp_size)
     if shape is not None and (bands, size) != tuple(shape):
-        raise CosmobenchError(f"data set {path} has {bands} bands of {size}x{size} pixels; the "
-                              f"model takes {shape[0]} bands of {shape[1]}x{shape[1]}")
+        raise CosmobenchError(
+            f"data set {path} has {bands} bands of {size}x{size} pixels; the "
+            f"model takes {shape[0]} bands of {shape[1]}x{shape[1]}"
+        )
 
 
 def store_index(ds: Any) -> np.ndarray:
     """The store's ``index`` column (its row numbers when it has none), int64 ``(N,)``."""
-    return np.asarray(ds.column("index"), dtype=np.int64) if "index" in ds.columns \
+    return (
+        np.asarray(ds.column("index"), dtype=np.int64)
+        if "index" in ds.columns
         else np.arange(ds.n, dtype=np.int64)
+    )
 
 
 def target_array(ds: Any, columns: Sequence[str]) -> Tensor:
     """Columns ``columns`` stacked as float32 targets ``(N, T)``."""
-    return torch.from_numpy(np.stack([np.asarray(ds.column(c), dtype=np.float32)
-                                      for c in columns], axis=1))
+    return torch.from_numpy(
+        np.stack([np.asarray(ds.column(c), dtype=np.float32) for c in columns], axis=1)
+    )
 
 
-def finite_filter(path: str, bad_rows: Mapping[str, np.ndarray], drop: bool,
-                  report: dict[str, Any]) -> np.ndarray | None:
+def finite_filter(
+    path: str, bad_rows: Mapping[str, np.ndarray], drop: bool, report: dict[str, Any]
+) -> np.ndarray | None:
     """Combine per-array masks of rows holding NaN/inf (name → bool ``(N,)``).
 
     Returns a keep-mask ``(N,)`` (``None`` when all are finite); refuses the data set, with
@@ -111,15 +118,18 @@ def finite_filter(path: str, bad_rows: Mapping[str, np.ndarray], drop: bool,
     return ~bad
 
 
-def split_positions(path: str, index: np.ndarray, keep: np.ndarray | None,
-                    val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def split_positions(
+    path: str, index: np.ndarray, keep: np.ndarray | None, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted store rows of the training and validation galaxies (kept ones only)."""
     train_pos, val_pos = split_by_index(index, val_fraction)
     if keep is not None:
         train_pos, val_pos = train_pos[keep[train_pos]], val_pos[keep[val_pos]]
     if len(train_pos) < 2:
-        raise CosmobenchError(f"data set {path} leaves {len(train_pos)} training galaxies "
-                              "after the validation split; simulate more")
+        raise CosmobenchError(
+            f"data set {path} leaves {len(train_pos)} training galaxies "
+            "after the validation split; simulate more"
+        )
     return train_pos, val_pos
 
 
@@ -127,11 +137,11 @@ def split_positions(path: str, index: np.ndarray, keep: np.ndarray | None,
 def apply_inplace(fn: nn.Module, x: Tensor, chunk: int = 1024) -> None:
     """``x[:] = fn(x)``, ``chunk`` rows at a time (bounds the temporary memory)."""
     for s in range(0, len(x), chunk):
-        x[s:s + chunk] = fn(x[s:s + chunk])
+        x[s : s + chunk] = fn(x[s : s + chunk])
 
 
 def _label_masks(y: Tensor, columns: Sequence[str]) -> dict[str, np.ndarray]:
-    return {c: nonfinite_rows(y[:, i:i + 1]).numpy() for i, c in enumerate(columns)}
+    return {c: nonfinite_rows(y[:, i : i + 1]).numpy() for i, c in enumerate(columns)}
 
 
 @dataclasses.dataclass
@@ -150,10 +160,16 @@ class ShapeData:
     report: dict[str, Any]
 
 
-def load_shape_data(path: str, columns: Sequence[str], *, val_fraction: float = 0.1,
-                    drop_nonfinite: bool = False, scaling: str | nn.Module | None = "arcsinh",
-                    max_train: int | None = None, image_shape: tuple[int, int] | None = None
-                    ) -> ShapeData:
+def load_shape_data(
+    path: str,
+    columns: Sequence[str],
+    *,
+    val_fraction: float = 0.1,
+    drop_nonfinite: bool = False,
+    scaling: str | nn.Module | None = "arcsinh",
+    max_train: int | None = None,
+    image_shape: tuple[int, int] | None = None,
+) -> ShapeData:
     """Noisy images and target columns of a store, filtered, split by index and scaled.
 
     Arguments:
@@ -183,21 +199,37 @@ def load_shape_data(path: str, columns: Sequence[str], *, val_fraction: float = 
     y = target_array(ds, columns)  # (N, T)
     if max_train is not None:
         rows = split_by_index(index, val_fraction)[0]
-        keep_y = ~nonfinite_rows(y[torch.from_numpy(rows)]).numpy() if drop_nonfinite \
+        keep_y = (
+            ~nonfinite_rows(y[torch.from_numpy(rows)]).numpy()
+            if drop_nonfinite
             else np.ones(len(rows), bool)
+        )
         rows = rows[keep_y][:max_train]
         x = ds.tensor("noisy", index=rows)
-        keep = finite_filter(path, {"noisy": nonfinite_rows(x).numpy(),
-                                    **_label_masks(y[torch.from_numpy(rows)], columns)},
-                             drop_nonfinite, report)
+        keep = finite_filter(
+            path,
+            {
+                "noisy": nonfinite_rows(x).numpy(),
+                **_label_masks(y[torch.from_numpy(rows)], columns),
+            },
+            drop_nonfinite,
+            report,
+        )
         sel = np.arange(len(rows)) if keep is None else np.flatnonzero(keep)
-        x_train, y_train, idx_train = x[torch.from_numpy(sel)], y[torch.from_numpy(rows[sel])], \
-            index[rows[sel]]
+        x_train, y_train, idx_train = (
+            x[torch.from_numpy(sel)],
+            y[torch.from_numpy(rows[sel])],
+            index[rows[sel]],
+        )
         x_val, y_val, idx_val = x_train[:0], y_train[:0], idx_train[:0]
     else:
         x = ds.tensor("noisy")  # (N, 6, 64, 64) counts
-        keep = finite_filter(path, {"noisy": nonfinite_rows(x).numpy(),
-                                    **_label_masks(y, columns)}, drop_nonfinite, report)
+        keep = finite_filter(
+            path,
+            {"noisy": nonfinite_rows(x).numpy(), **_label_masks(y, columns)},
+            drop_nonfinite,
+            report,
+        )
         train_pos, val_pos = split_positions(path, index, keep, val_fraction)
         x_train = x.index_select(0, torch.from_numpy(train_pos))
         x_val = x.index_select(0, torch.from_numpy(val_pos))
@@ -215,14 +247,23 @@ def load_shape_data(path: str, columns: Sequence[str], *, val_fraction: float = 
     if scaler is not None:
         apply_inplace(scaler, x_train)
         apply_inplace(scaler, x_val)
-    return ShapeData(TensorSplit(x_train, y_train, idx_train),
-                     TensorSplit(x_val, y_val, idx_val), scaler, report)
+    return ShapeData(
+        TensorSplit(x_train, y_train, idx_train), TensorSplit(x_val, y_val, idx_val), scaler, report
+    )
 
 
-def stream_positions(path: str, ds: Any, image_names: Sequence[str], y: Tensor | None,
-                     columns: Sequence[str], *, val_fraction: float, drop_nonfinite: bool,
-                     workers: int, report: dict[str, Any]
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stream_positions(
+    path: str,
+    ds: Any,
+    image_names: Sequence[str],
+    y: Tensor | None,
+    columns: Sequence[str],
+    *,
+    val_fraction: float,
+    drop_nonfinite: bool,
+    workers: int,
+    report: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train_pos, val_pos, index)`` of a store that is streamed: the non-finite check
     reads the images once, chunk by chunk, in ``workers`` background processes."""
     from cosmobench.train.stream import scan_nonfinite

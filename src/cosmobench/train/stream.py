@@ -92,9 +92,17 @@ def _window_size(shuffle_buffer: int, batch_size: int) -> int:
     return max(1, -(-shuffle_buffer // batch_size)) * batch_size
 
 
-def epoch_windows(positions: np.ndarray, chunk_size: int, seed: int, epoch: int, *,
-                  shuffle_buffer: int, batch_size: int, rank: int = 0, world: int = 1
-                  ) -> list[np.ndarray]:
+def epoch_windows(
+    positions: np.ndarray,
+    chunk_size: int,
+    seed: int,
+    epoch: int,
+    *,
+    shuffle_buffer: int,
+    batch_size: int,
+    rank: int = 0,
+    world: int = 1,
+) -> list[np.ndarray]:
     """This rank's windows of one epoch: arrays of split indices (``0..len(positions)-1``),
     each already in its shuffled order.
 
@@ -119,25 +127,28 @@ def epoch_windows(positions: np.ndarray, chunk_size: int, seed: int, epoch: int,
     starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]) if n else np.zeros(0, int)
     stops = np.r_[starts[1:], n]
     order = _rng(seed, epoch, 0xC4A7).permutation(len(starts))
-    seq = np.concatenate([np.arange(starts[k], stops[k]) for k in order]) if n else \
-        np.zeros(0, np.int64)
+    seq = (
+        np.concatenate([np.arange(starts[k], stops[k]) for k in order])
+        if n
+        else np.zeros(0, np.int64)
+    )
     per = n // world
-    shard = seq[rank * per:(rank + 1) * per]
+    shard = seq[rank * per : (rank + 1) * per]
     w = _window_size(shuffle_buffer, batch_size)
     gen = _rng(seed, epoch, rank, 0x5B0F)
-    return [gen.permutation(shard[s:s + w]) for s in range(0, len(shard), w)]
+    return [gen.permutation(shard[s : s + w]) for s in range(0, len(shard), w)]
 
 
-def ordered_windows(n: int, window: int, *, rank: int = 0, world: int = 1
-                    ) -> list[np.ndarray]:
+def ordered_windows(n: int, window: int, *, rank: int = 0, world: int = 1) -> list[np.ndarray]:
     """Rank ``rank``'s contiguous share of ``range(n)`` (validation: every galaxy once over
     the ranks, none dropped), in windows of ``window`` galaxies, in store order."""
     mine = np.array_split(np.arange(n, dtype=np.int64), world)[rank]
-    return [mine[s:s + window] for s in range(0, len(mine), window)]
+    return [mine[s : s + window] for s in range(0, len(mine), window)]
 
 
-def _batches_in(windows: Sequence[np.ndarray], batch_size: int, drop_last: bool
-                ) -> Iterator[tuple[int, slice]]:
+def _batches_in(
+    windows: Sequence[np.ndarray], batch_size: int, drop_last: bool
+) -> Iterator[tuple[int, slice]]:
     """``(window number, slice)`` of every batch; as :func:`cosmobench.train.data.iter_batches`,
     a final batch of one galaxy is left out, any other partial one kept unless ``drop_last``."""
     total = sum(len(w) for w in windows)
@@ -161,8 +172,9 @@ def read_rows(ds: Any, name: str, rows: np.ndarray) -> np.ndarray:
     if len(uniq):
         breaks = np.flatnonzero(np.diff(uniq) != 1) + 1  # contiguous runs of rows
         for run_start, run in zip(np.r_[0, breaks], np.split(uniq, breaks), strict=True):
-            out[run_start:run_start + len(run)] = ds.images(name, slice(int(run[0]),
-                                                                        int(run[-1]) + 1))
+            out[run_start : run_start + len(run)] = ds.images(
+                name, slice(int(run[0]), int(run[-1]) + 1)
+            )
     return out[inverse]
 
 
@@ -170,8 +182,7 @@ class _WindowReader(torch.utils.data.Dataset):
     """Reads one window (its store rows, in order) of every streamed image array and
     applies each array's transform: what a loader worker does."""
 
-    def __init__(self, path: str, transforms: dict[str, Callable[[Tensor], Tensor] | None]
-                 ) -> None:
+    def __init__(self, path: str, transforms: dict[str, Callable[[Tensor], Tensor] | None]) -> None:
         self.path, self.transforms = path, transforms
         self._ds: Any = None
 
@@ -191,13 +202,19 @@ class _WindowReader(torch.utils.data.Dataset):
         return out
 
 
-def _loader(dataset: torch.utils.data.Dataset, descriptors: list[Any], workers: int,
-            pin: bool) -> torch.utils.data.DataLoader:
+def _loader(
+    dataset: torch.utils.data.Dataset, descriptors: list[Any], workers: int, pin: bool
+) -> torch.utils.data.DataLoader:
     """Windows in plan order; ``workers`` processes decode ahead (one window each)."""
     return torch.utils.data.DataLoader(
-        dataset, batch_size=None, sampler=descriptors, num_workers=workers, pin_memory=pin,
+        dataset,
+        batch_size=None,
+        sampler=descriptors,
+        num_workers=workers,
+        pin_memory=pin,
         prefetch_factor=1 if workers else None,
-        generator=torch.Generator())  # its own: the global RNG (BNN noise) stays untouched
+        generator=torch.Generator(),
+    )  # its own: the global RNG (BNN noise) stays untouched
 
 
 class _ChunkMask(torch.utils.data.Dataset):
@@ -219,12 +236,14 @@ class _ChunkMask(torch.utils.data.Dataset):
         ds = self._ds
         sl = slice(k * ds.chunk_size, min(ds.n, (k + 1) * ds.chunk_size))
         m = sl.stop - sl.start
-        return np.stack([~np.isfinite(ds.images(name, sl)).reshape(m, -1).all(axis=1)
-                         for name in self.names])
+        return np.stack(
+            [~np.isfinite(ds.images(name, sl)).reshape(m, -1).all(axis=1) for name in self.names]
+        )
 
 
-def scan_nonfinite(path: str, names: Sequence[str], n_chunks: int, workers: int = 0
-                   ) -> dict[str, np.ndarray]:
+def scan_nonfinite(
+    path: str, names: Sequence[str], n_chunks: int, workers: int = 0
+) -> dict[str, np.ndarray]:
     """Image array name → rows ``(N,)`` of the store holding a NaN or infinite pixel: one
     streamed pass, chunk by chunk, in ``workers`` background processes."""
     loader = _loader(_ChunkMask(str(path), names), list(range(n_chunks)), workers, False)
@@ -233,21 +252,20 @@ def scan_nonfinite(path: str, names: Sequence[str], n_chunks: int, workers: int 
     return dict(zip(names, bad, strict=True))
 
 
-def read_chunks(ds: Any, name: str = "noisy", workers: int = 1
-                ) -> Iterator[tuple[int, np.ndarray]]:
+def read_chunks(ds: Any, name: str = "noisy", workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, array)`` of every chunk of image array ``name`` in order, like
     ``Dataset.iter_chunks``, decoded ``workers`` chunks ahead in background processes
     (evaluation and the benchmark's ``--data`` read stores through it)."""
     n_chunks = -(-ds.n // ds.chunk_size)
-    rows = [np.arange(k * ds.chunk_size, min(ds.n, (k + 1) * ds.chunk_size))
-            for k in range(n_chunks)]
+    rows = [
+        np.arange(k * ds.chunk_size, min(ds.n, (k + 1) * ds.chunk_size)) for k in range(n_chunks)
+    ]
     loader = _loader(_WindowReader(str(ds.path), {name: None}), rows, workers, False)
     for r, block in zip(rows, loader, strict=True):
         yield int(r[0]), block[name].numpy()
 
 
-def sample_positions(positions: np.ndarray, chunk_size: int, n: int, seed: int
-                     ) -> np.ndarray:
+def sample_positions(positions: np.ndarray, chunk_size: int, n: int, seed: int) -> np.ndarray:
     """About ``n`` of the split's store rows, whole chunks drawn at random (seeded): a
     sample to fit input statistics on, read at the cost of ``n / chunk_size`` chunks."""
     positions = np.asarray(positions, dtype=np.int64)
@@ -304,33 +322,58 @@ class StreamSplit:
         return len(self.positions)
 
     def __repr__(self) -> str:
-        return (f"StreamSplit({self.path!r}, n={len(self)}, window={self.shuffle_buffer}, "
-                f"workers={self.workers})")
+        return (
+            f"StreamSplit({self.path!r}, n={len(self)}, window={self.shuffle_buffer}, "
+            f"workers={self.workers})"
+        )
 
     # the interface the training loop uses (as TensorSplit)
     def steps(self, batch_size: int, world: int, drop_last: bool) -> int:
         """Steps of one epoch on each rank (the same every epoch)."""
-        wins = epoch_windows(self.positions, self.chunk_size, 0, 0, world=world,
-                             shuffle_buffer=self.shuffle_buffer, batch_size=batch_size)
+        wins = epoch_windows(
+            self.positions,
+            self.chunk_size,
+            0,
+            0,
+            world=world,
+            shuffle_buffer=self.shuffle_buffer,
+            batch_size=batch_size,
+        )
         return sum(1 for _ in _batches_in(wins, batch_size, drop_last))
 
-    def epoch_batches(self, epoch: int, seed: int, batch_size: int, device: torch.device, *,
-                      rank: int = 0, world: int = 1, drop_last: bool = False
-                      ) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def epoch_batches(
+        self,
+        epoch: int,
+        seed: int,
+        batch_size: int,
+        device: torch.device,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
         """This rank's shuffled batches ``(x, y)`` of one epoch, on ``device``."""
-        wins = epoch_windows(self.positions, self.chunk_size, seed, epoch, rank=rank,
-                             world=world, shuffle_buffer=self.shuffle_buffer,
-                             batch_size=batch_size)
+        wins = epoch_windows(
+            self.positions,
+            self.chunk_size,
+            seed,
+            epoch,
+            rank=rank,
+            world=world,
+            shuffle_buffer=self.shuffle_buffer,
+            batch_size=batch_size,
+        )
         yield from self._stream(wins, batch_size, device, drop_last)
 
-    def ordered_batches(self, batch_size: int, device: torch.device, *, rank: int = 0,
-                        world: int = 1) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def ordered_batches(
+        self, batch_size: int, device: torch.device, *, rank: int = 0, world: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
         """This rank's share of the split in store order (validation), on ``device``."""
         w = _window_size(self.shuffle_buffer, batch_size)
         wins = ordered_windows(len(self), w, rank=rank, world=world)
         for (x, y), _win in self._windows(wins, device):
             for s in range(0, len(x), batch_size):
-                yield x[s:s + batch_size], None if y is None else y[s:s + batch_size]
+                yield x[s : s + batch_size], None if y is None else y[s : s + batch_size]
 
     def batch(self, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor | None]:
         """Galaxies ``idx`` of the split, read now (a few, for figures)."""
@@ -338,12 +381,27 @@ class StreamSplit:
         block = self._reader()[self.positions[idx]]
         return self._pair(block, idx, device)
 
-    def window_indices(self, epoch: int, seed: int, batch_size: int, *, rank: int = 0,
-                       world: int = 1, drop_last: bool = False) -> list[np.ndarray]:
+    def window_indices(
+        self,
+        epoch: int,
+        seed: int,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool = False,
+    ) -> list[np.ndarray]:
         """The split indices of each of this rank's batches of one epoch (no reading)."""
-        wins = epoch_windows(self.positions, self.chunk_size, seed, epoch, rank=rank,
-                             world=world, shuffle_buffer=self.shuffle_buffer,
-                             batch_size=batch_size)
+        wins = epoch_windows(
+            self.positions,
+            self.chunk_size,
+            seed,
+            epoch,
+            rank=rank,
+            world=world,
+            shuffle_buffer=self.shuffle_buffer,
+            batch_size=batch_size,
+        )
         return [wins[k][sl] for k, sl in _batches_in(wins, batch_size, drop_last)]
 
     # reading
@@ -353,8 +411,9 @@ class StreamSplit:
             names[self.y_name] = self.transforms.get(self.y_name)
         return _WindowReader(self.path, names)
 
-    def _pair(self, block: dict[str, Tensor], idx: np.ndarray, device: torch.device
-              ) -> tuple[Tensor, Tensor | None]:
+    def _pair(
+        self, block: dict[str, Tensor], idx: np.ndarray, device: torch.device
+    ) -> tuple[Tensor, Tensor | None]:
         x = block[self.x_name]
         if self.y_name is not None:
             y = block[self.y_name]
@@ -363,15 +422,17 @@ class StreamSplit:
         nb = device.type == "cuda"
         return x.to(device, non_blocking=nb), None if y is None else y.to(device, non_blocking=nb)
 
-    def _windows(self, wins: list[np.ndarray], device: torch.device
-                 ) -> Iterator[tuple[tuple[Tensor, Tensor | None], np.ndarray]]:
+    def _windows(
+        self, wins: list[np.ndarray], device: torch.device
+    ) -> Iterator[tuple[tuple[Tensor, Tensor | None], np.ndarray]]:
         rows = [self.positions[w] for w in wins]
         loader = _loader(self._reader(), rows, self.workers, device.type == "cuda")
         for win, block in zip(wins, loader, strict=True):
             yield self._pair(block, win, device), win
 
-    def _stream(self, wins: list[np.ndarray], batch_size: int, device: torch.device,
-                drop_last: bool) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def _stream(
+        self, wins: list[np.ndarray], batch_size: int, device: torch.device, drop_last: bool
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
         plan: dict[int, list[slice]] = {}
         for k, sl in _batches_in(wins, batch_size, drop_last):
             plan.setdefault(k, []).append(sl)
@@ -383,4 +444,4 @@ class StreamSplit:
 def image_bytes(ds: Any, names: Sequence[str], rows: int | None = None) -> int:
     """Bytes of ``names`` image arrays of ``rows`` galaxies (all by default) in memory."""
     n = ds.n if rows is None else rows
-    return len(names) * n * len(ds.bands) * ds.stamp_size ** 2 * 4
+    return len(names) * n * len(ds.bands) * ds.stamp_size**2 * 4
