@@ -354,3 +354,15 @@ def test_streamed_run_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, 
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
     assert a["data_mode"] == b["data_mode"] == "stream"
+
+
+def test_a_corrupt_chunk_is_a_one_line_error_from_the_loader_workers(tmp_path):
+    from cosmobench.errors import CosmobenchError
+
+    path = write_chunked(tmp_path / "s.zarr", 24, 8)
+    victim = sorted((path / "noisy").rglob("c/*/0/0/0"))[1]
+    victim.write_bytes(b"not a blosc frame")
+    split = _split(path, np.arange(24), workers=1)
+    with pytest.raises(CosmobenchError, match="corrupt chunk") as e:
+        list(split.epoch_batches(0, 0, 4, torch.device("cpu")))
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value)

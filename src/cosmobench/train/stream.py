@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from cosmobench import memory
-from cosmobench.errors import check_choice
+from cosmobench.errors import CosmobenchError, check_choice
 from cosmobench.train.config import DATA_MODES
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
 #: The in-memory path holds the split and, while it is cut, a copy: stream above this share
 #: of the available memory.
 MEMORY_SHARE = 0.4
+_ERROR = "__cosmobench_error__"  # a worker's error, passed back as data
 
 
 def choose_data_mode(mode: str, need_bytes: int) -> str:
@@ -190,16 +191,26 @@ class _WindowReader(torch.utils.data.Dataset):
         return 0
 
     @torch.no_grad()
-    def __getitem__(self, rows: np.ndarray) -> dict[str, Tensor]:
-        if self._ds is None:  # opened in the worker process
-            from cosmobench.store import open_dataset
+    def __getitem__(self, rows: np.ndarray) -> dict[str, Any]:
+        try:
+            if self._ds is None:  # opened in the worker process
+                from cosmobench.store import open_dataset
 
-            self._ds = open_dataset(self.path)
-        out = {}
-        for name, fn in self.transforms.items():
-            x = torch.from_numpy(read_rows(self._ds, name, rows))  # (m, C, S, S)
-            out[name] = x if fn is None else fn(x)
-        return out
+                self._ds = open_dataset(self.path)
+            out = {}
+            for name, fn in self.transforms.items():
+                x = torch.from_numpy(read_rows(self._ds, name, rows))  # (m, C, S, S)
+                out[name] = x if fn is None else fn(x)
+            return out
+        except CosmobenchError as e:  # raised again, one line, in the training process
+            return {_ERROR: str(e)}
+
+
+def _checked(item: Any) -> Any:
+    """A loader item, or the worker's :class:`CosmobenchError` raised here."""
+    if isinstance(item, dict) and _ERROR in item:
+        raise CosmobenchError(item[_ERROR])
+    return item
 
 
 def _loader(
@@ -228,7 +239,13 @@ class _ChunkMask(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 0
 
-    def __getitem__(self, k: int) -> np.ndarray:
+    def __getitem__(self, k: int) -> Any:
+        try:
+            return self._mask(k)
+        except CosmobenchError as e:
+            return {_ERROR: str(e)}
+
+    def _mask(self, k: int) -> np.ndarray:
         if self._ds is None:
             from cosmobench.store import open_dataset
 
@@ -247,7 +264,7 @@ def scan_nonfinite(
     """Image array name → rows ``(N,)`` of the store holding a NaN or infinite pixel: one
     streamed pass, chunk by chunk, in ``workers`` background processes."""
     loader = _loader(_ChunkMask(str(path), names), list(range(n_chunks)), workers, False)
-    parts = [np.asarray(m, bool) for m in loader]
+    parts = [np.asarray(_checked(m), bool) for m in loader]
     bad = np.concatenate(parts, axis=1) if parts else np.zeros((len(names), 0), bool)
     return dict(zip(names, bad, strict=True))
 
@@ -256,13 +273,18 @@ def read_chunks(ds: Any, name: str = "noisy", workers: int = 1) -> Iterator[tupl
     """``(start, array)`` of every chunk of image array ``name`` in order, like
     ``Dataset.iter_chunks``, decoded ``workers`` chunks ahead in background processes
     (evaluation and the benchmark's ``--data`` read stores through it)."""
+    from cosmobench.store import Dataset
+
+    if workers == 0 or not isinstance(ds, Dataset):  # an in-memory stand-in: read it here
+        yield from ds.iter_chunks(name)
+        return
     n_chunks = -(-ds.n // ds.chunk_size)
     rows = [
         np.arange(k * ds.chunk_size, min(ds.n, (k + 1) * ds.chunk_size)) for k in range(n_chunks)
     ]
     loader = _loader(_WindowReader(str(ds.path), {name: None}), rows, workers, False)
     for r, block in zip(rows, loader, strict=True):
-        yield int(r[0]), block[name].numpy()
+        yield int(r[0]), _checked(block)[name].numpy()
 
 
 def sample_positions(positions: np.ndarray, chunk_size: int, n: int, seed: int) -> np.ndarray:
@@ -378,7 +400,7 @@ class StreamSplit:
     def batch(self, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor | None]:
         """Galaxies ``idx`` of the split, read now (a few, for figures)."""
         idx = np.asarray(torch.as_tensor(idx).cpu(), dtype=np.int64)
-        block = self._reader()[self.positions[idx]]
+        block = _checked(self._reader()[self.positions[idx]])
         return self._pair(block, idx, device)
 
     def window_indices(
@@ -428,7 +450,7 @@ class StreamSplit:
         rows = [self.positions[w] for w in wins]
         loader = _loader(self._reader(), rows, self.workers, device.type == "cuda")
         for win, block in zip(wins, loader, strict=True):
-            yield self._pair(block, win, device), win
+            yield self._pair(_checked(block), win, device), win
 
     def _stream(
         self, wins: list[np.ndarray], batch_size: int, device: torch.device, drop_last: bool
