@@ -499,6 +499,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come
     q = args.quick
     n_train = 96 if q else 768
     batches = (2, 14) if q else PAPER_BATCHES

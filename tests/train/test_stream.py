@@ -366,3 +366,24 @@ def test_a_corrupt_chunk_is_a_one_line_error_from_the_loader_workers(tmp_path):
     with pytest.raises(CosmobenchError, match="corrupt chunk") as e:
         list(split.epoch_batches(0, 0, 4, torch.device("cpu")))
     assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_memory_mode_on_a_store_too_large_says_to_stream(
+    tmp_path, cli, monkeypatch, one_line_error
+):
+    from cosmobench import memory
+
+    path = write_chunked(tmp_path / "s.zarr", 16, 8, size=64)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
+    code, _, err = cli(
+        "train",
+        "cnn",
+        "--data",
+        path,
+        "--out",
+        tmp_path / "run",
+        "--data-mode",
+        "memory",
+        "--no-progress",
+    )
+    assert "--data-mode stream" in one_line_error(code, err)

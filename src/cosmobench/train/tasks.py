@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cosmobench import memory
 from cosmobench.config import Config
 from cosmobench.errors import CosmobenchError
 from cosmobench.train.config import TrainConfig
@@ -98,6 +99,12 @@ class Task(abc.ABC):
             mode = state["data_mode"]
         else:
             mode = choose_data_mode(self.cfg.data_mode, image_bytes(ds, names))
+        free = memory.available_bytes()
+        need = image_bytes(ds, names)
+        if mode == "memory" and free is not None and need > 0.8 * free:
+            raise CosmobenchError(f"the images of {ds.path} take {need / 2**30:.1f} GiB, "
+                                  f"{free / 2**30:.1f} GiB is available: train with "
+                                  "--data-mode stream (or auto)")
         self.report["data_mode"] = mode
         return mode
 
