@@ -498,10 +498,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--n-train", type=int, default=512, help="galaxies of the training store")
     args = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come
     q = args.quick
-    n_train = 96 if q else 768
+    n_train = 96 if q else args.n_train
     batches = (2, 14) if q else PAPER_BATCHES
     cores = os.cpu_count() or 1
     res: dict[str, Any] = {"machine": machine(), "quick": q}
