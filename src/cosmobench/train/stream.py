@@ -403,29 +403,6 @@ class StreamSplit:
         block = _checked(self._reader()[self.positions[idx]])
         return self._pair(block, idx, device)
 
-    def window_indices(
-        self,
-        epoch: int,
-        seed: int,
-        batch_size: int,
-        *,
-        rank: int = 0,
-        world: int = 1,
-        drop_last: bool = False,
-    ) -> list[np.ndarray]:
-        """The split indices of each of this rank's batches of one epoch (no reading)."""
-        wins = epoch_windows(
-            self.positions,
-            self.chunk_size,
-            seed,
-            epoch,
-            rank=rank,
-            world=world,
-            shuffle_buffer=self.shuffle_buffer,
-            batch_size=batch_size,
-        )
-        return [wins[k][sl] for k, sl in _batches_in(wins, batch_size, drop_last)]
-
     # reading
     def _reader(self) -> _WindowReader:
         names = {self.x_name: self.transforms.get(self.x_name)}
