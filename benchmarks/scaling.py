@@ -453,7 +453,8 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
         "## Store bandwidth",
         "",
         f"Decoded read of `noisy` (LZ4 Blosc): {r['read_MB_per_s_workers_0']:.0f} MB/s in "
-        f"one process, {r['read_MB_per_s_workers_1']:.0f} MB/s with 1 loader worker, "
+        f"one process, {r['read_MB_per_s_workers_1']:.0f} MB/s with 1 loader worker "
+        "(its start-up included), "
         f"{r['read_MB_per_s_workers_2']:.0f} MB/s with 2; write (both image arrays, "
         f"compressed): {r['write_MB_per_s']:.0f} MB/s.",
         "",
@@ -467,6 +468,11 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
             f"| {x['n']} | {x['images_MB']:.0f} | {x['stream_main_MB']:.0f} + "
             f"{x['stream_worker_MB']:.0f} | {x['memory_peak_MB']:.0f} |"
         )
+    L += [
+        "",
+        "The worker's peak RSS counts the pages it shares with the training process since "
+        "the fork; what matters is that neither column grows with the store.",
+    ]
     p = res["projection"]
     L += [
         "",
