@@ -24,7 +24,7 @@ Then a projection on paper for 8 GPUs and 64 nodes (read bandwidth, all-reduce o
 1.5 M / 2.7 M parameters, generation write bandwidth), written with the numbers it rests
 on into ``benchmarks/results/scaling.{json,md}``.
 
-    python benchmarks/scaling.py            # about 10 min on an idle 2-core machine
+    python benchmarks/scaling.py            # about 9-11 min on an idle 2-core machine
     python benchmarks/scaling.py --quick    # a smoke test of every part (~3 min)
 """
 
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--n-train", type=int, default=512, help="galaxies of the training store")
+    ap.add_argument("--n-train", type=int, default=384, help="galaxies of the training store")
     args = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come
     q = args.quick
