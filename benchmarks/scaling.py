@@ -150,7 +150,7 @@ def train_cmd(data: Path, out: Path, batch: int, mode: str, epochs: int = 2) -> 
         "--data-mode",
         mode,
         "--shuffle-buffer",
-        "1024",
+        "128",
         "--loader-workers",
         "1",
         "--no-progress",
