@@ -4,7 +4,7 @@ What is measured (on this machine; every figure with its parallel efficiency whe
 worker count changes):
 
 * ``train-memory`` / ``train-stream`` -- ``cosmobench train cnn`` on the same store, in
-  memory and streamed (``--shuffle-buffer 1024 --loader-workers 1``), at the paper's batch
+  memory and streamed (``--shuffle-buffer 128 --loader-workers 1``), at the paper's batch
   sizes 2, 4, 8, 10, 12, 14: images/s of the second epoch (the first warms up), and the
   ratio stream / memory (the acceptance asks >= 0.9).
 * ``ddp`` -- ``torchrun --nproc-per-node 1`` vs ``2`` (gloo, CPU) of the same training
