@@ -170,7 +170,9 @@ def _predict_all(
         task = (
             bar.add_task(f"predicting ({samples} sample(s))", total=n_batches) if progress else None
         )
-        for _, chunk in ds.iter_chunks("noisy"):
+        from cosmobench.train.stream import read_chunks  # the next chunk decodes meanwhile
+
+        for _, chunk in read_chunks(ds, "noisy"):
             chunk = np.asarray(chunk, dtype=np.float32)
             ok = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
             finite.append(ok)

@@ -53,7 +53,7 @@ class BuildContext:
         """Images and targets of ``data`` in host memory, scaled as the trainer scales them."""
         key = ",".join(columns)
         if key not in self._cache:
-            self._cache[key] = _load_store(self.data, columns)
+            self._cache[key] = _load_store(self.data, columns, self.n_train)
         return self._cache[key]
 
 
@@ -114,30 +114,22 @@ def count_flops(fn: Callable[[], Any]) -> float | None:
     return float(total) if total else None
 
 
-def _load_store(path: str | None, columns: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+def _load_store(path: str | None, columns: tuple[str, ...], n: int) -> tuple[Tensor, Tensor]:
+    """The first ``n`` training galaxies of ``path`` as the trainer prepares them (finite
+    ones, scaled by an input scaling fitted on them: the training split only), read without
+    loading the rest of the store (:func:`cosmobench.train.sources.load_shape_data`)."""
     if path is None:
         raise CosmobenchError("no data store given")
-    import numpy as np
+    import warnings
 
-    from cosmobench.store import open_dataset
-    from cosmobench.train.scaling import ArcsinhScaler
+    from cosmobench.train.sources import load_shape_data
 
-    ds = open_dataset(path)
-    missing = [c for c in columns if c not in ds.columns]
-    if missing:
-        raise CosmobenchError(
-            f"data store {path} lacks column(s) {', '.join(missing)}; it has "
-            f"{', '.join(ds.columns)}"
-        )
-    x = ds.tensor("noisy")  # (N, 6, 64, 64) counts, host memory
-    y = torch.from_numpy(np.stack([np.asarray(ds.column(c), np.float32) for c in columns], 1))
-    keep = torch.isfinite(x).flatten(1).all(1) & torch.isfinite(y).all(1)
-    x, y = x[keep], y[keep]
-    if len(x) == 0:
-        raise CosmobenchError(f"data store {path} has no finite images and targets")
-    with torch.no_grad():  # the trainer's input scaling (cosmobench.train.scaling)
-        x = ArcsinhScaler.fit(x)(x)
-    return x.contiguous(), y.contiguous()
+    d = load_shape_data(path, columns, drop_nonfinite=True, max_train=n)
+    if "dropped_nonfinite" in d.report:
+        dropped = d.report["dropped_nonfinite"]
+        warnings.warn(f"{path}: left out {dropped['galaxies']} of {dropped['of']} galaxies "
+                      "with NaN or infinite values", stacklevel=2)
+    return d.train.x.contiguous(), d.train.y.contiguous()
 
 
 def _synthetic(n: int, targets: int, image: tuple[int, int, int], seed: int) -> tuple[Tensor, ...]:

@@ -90,7 +90,12 @@ def simulate_command(
     ] = True,
     workers: Annotated[int, _Opt(help="Worker processes.")] = 1,
     scheduler: Annotated[
-        str | None, _Opt(help="Dask: 'local' or a scheduler address (tcp://host:8786).")
+        str | None,
+        _Opt(
+            help="Dask: 'local', a scheduler address (tcp://host:8786), or slurm:SPEC "
+            "(Slurm jobs via dask-jobqueue; SPEC a YAML/JSON/TOML file or "
+            "cores=8,memory=16GB,...; see docs/scaling.md)."
+        ),
     ] = None,
     chunk_size: Annotated[
         int | None, _Opt(help="Galaxies per stored chunk (default: 256).")

@@ -195,8 +195,9 @@ def simulate(
             another config is an error.
         workers: worker processes (or Dask workers of a local cluster).
         scheduler: ``None`` (processes on this machine), ``"local"`` (a local Dask cluster
-            of ``workers`` processes) or a Dask scheduler address (``tcp://host:8786``;
-            the workers must see ``out``).
+            of ``workers`` processes), ``"slurm:SPEC"`` (``workers`` Dask workers in Slurm
+            jobs through dask-jobqueue: :mod:`cosmobench.sim.cluster`) or a Dask scheduler
+            address (``tcp://host:8786``). The workers must see ``out``.
         progress: show a rich progress bar.
 
     Returns:
@@ -320,7 +321,13 @@ def _dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     except ImportError:
         raise CosmobenchError("--scheduler needs Dask: pip install 'cosmobench[dask]'") from None
     with contextlib.ExitStack() as stack:
-        if scheduler == "local":
+        if scheduler.startswith("slurm:"):  # dask-jobqueue (cosmobench.sim.cluster)
+            from cosmobench.sim.cluster import scale, slurm_cluster
+
+            cluster = stack.enter_context(slurm_cluster(scheduler[len("slurm:") :]))
+            client = stack.enter_context(Client(cluster))
+            scale(cluster, workers)
+        elif scheduler == "local":
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
@@ -334,8 +341,8 @@ def _dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
             except (OSError, TimeoutError, ValueError, TypeError) as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
                 raise CosmobenchError(
-                    f"cannot reach the Dask scheduler {scheduler!r} ({first}); give 'local' or "
-                    "a running scheduler's address such as tcp://host:8786"
+                    f"cannot reach the Dask scheduler {scheduler!r} ({first}); give 'local', "
+                    "slurm:SPEC or a running scheduler's address such as tcp://host:8786"
                 ) from None
         yield client
 

@@ -27,8 +27,12 @@ __all__ = [
     "LR_SCHEDULES",
     "RESUMABLE_CHANGES",
     "STEP_MODES",
+    "DATA_MODES",
     "split_legacy",
 ]
+
+#: ``data_mode`` choices (see :mod:`cosmobench.train.stream`).
+DATA_MODES = ("auto", "memory", "stream")
 
 #: Input scalings for the shape networks (see :mod:`cosmobench.train.scaling`).
 SCALINGS = ("arcsinh", "none")
@@ -37,7 +41,7 @@ LR_SCHEDULES = ("constant", "cosine")
 #: How the step runs (``cosmobench.bench.modes.mode_step``, what the benchmark times).
 STEP_MODES = ("eager", "compile", "cudagraph", "compile+cudagraph")
 #: Fields that may change when a run is resumed; any other change is refused.
-RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit")
+RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit", "loader_workers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +88,16 @@ class TrainConfig(Config):
         time_limit: minutes of training this invocation may spend (0 = no limit): no epoch
             starts that would end past it, judging by the epochs timed so far. The run stays
             resumable; ``model.pt`` holds the best weights so far.
+        data_mode: ``memory`` (the split in one tensor, the paper's Keras ``fit``; the
+            fastest), ``stream`` (read window by window while training: a store larger
+            than memory; :mod:`cosmobench.train.stream`) or ``auto`` (stream when the
+            images would take more than 40 % of the available memory). A resumed run
+            keeps the mode it started with.
+        shuffle_buffer: streaming: galaxies shuffled together (a window); the chunk order
+            is shuffled too. Larger is closer to a full shuffle and costs
+            ``(loader_workers + 2) x shuffle_buffer x 98 KB`` of memory per image array.
+        loader_workers: streaming: background processes reading and decoding windows
+            ahead of training (0 = read in the training process).
     """
 
     data: str = ""
@@ -102,6 +116,9 @@ class TrainConfig(Config):
     compile: bool = False
     mode: str = "eager"
     time_limit: float = 0.0
+    data_mode: str = "auto"
+    shuffle_buffer: int = 4096
+    loader_workers: int = 1
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)
@@ -114,6 +131,9 @@ class TrainConfig(Config):
         if self.compile and self.mode == "eager":  # --compile is --mode compile
             object.__setattr__(self, "mode", "compile")
         object.__setattr__(self, "compile", "compile" in self.mode)
+        check_choice("data mode", self.data_mode, DATA_MODES)
+        check_positive("shuffle buffer", self.shuffle_buffer)
+        check_positive("loader workers", self.loader_workers, strict=False)
         if not 0.0 <= self.val_fraction < 1.0:
             raise CosmobenchError(
                 f"validation fraction must be in [0, 1); got {self.val_fraction!r}"

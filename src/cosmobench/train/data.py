@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch import Tensor
 from cosmobench.errors import CosmobenchError
 
 __all__ = [
+    "Split",
     "TensorSplit",
     "split_by_index",
     "nonfinite_rows",
@@ -154,10 +156,36 @@ class TensorSplit:
         y = None if self.y is None else self.y[idx].to(device, non_blocking=True)
         return x, y
 
+    def steps(self, batch_size: int, world: int, drop_last: bool) -> int:
+        """Steps of one epoch on each rank (the same every epoch)."""
+        order = torch.arange(len(self) // world)
+        return sum(1 for _ in iter_batches(order, batch_size, drop_last=drop_last))
+
+    def epoch_batches(self, epoch: int, seed: int, batch_size: int, device: torch.device, *,
+                      rank: int = 0, world: int = 1, drop_last: bool = False
+                      ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """This rank's shuffled batches ``(x, y)`` of one epoch (:func:`epoch_order`)."""
+        order = epoch_order(len(self), seed, epoch, rank=rank, world=world)
+        for idx in iter_batches(order, batch_size, drop_last=drop_last):
+            yield self.batch(idx, device)
+
+    def ordered_batches(self, batch_size: int, device: torch.device, *, rank: int = 0,
+                        world: int = 1) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Rank ``rank`` takes every ``world``-th galaxy, in order (validation)."""
+        mine = torch.arange(len(self))[rank::world]
+        for start in range(0, len(mine), batch_size):
+            yield self.batch(mine[start:start + batch_size], device)
+
     def to(self, device: torch.device) -> TensorSplit:
         """This split with its tensors placed on ``device`` (see :func:`place`)."""
         y = None if self.y is None else place(self.y, device)
         return TensorSplit(place(self.x, device), y, self.index)
+
+
+#: A split the training loop reads: in memory, or streamed from the store
+#: (:class:`cosmobench.train.stream.StreamSplit`); both have ``index``, ``steps``,
+#: ``epoch_batches``, ``ordered_batches`` and ``batch``.
+Split = Any
 
 
 def check_batch_size(batch_size: int, n_train: int, world: int) -> None:

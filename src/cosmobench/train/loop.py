@@ -13,6 +13,7 @@ epoch and rank 0 writes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -26,13 +27,7 @@ from cosmobench.errors import CosmobenchError
 from cosmobench.files import atomic_write, load_checkpoint, save_checkpoint, write_json
 from cosmobench.train.bookkeeping import EpochBar, get_rng, quiet_compiler, set_rng, split_id
 from cosmobench.train.config import RESUMABLE_CHANGES, TrainConfig, split_legacy
-from cosmobench.train.data import (
-    TensorSplit,
-    check_batch_size,
-    derive_seed,
-    epoch_order,
-    iter_batches,
-)
+from cosmobench.train.data import Split, check_batch_size, derive_seed
 from cosmobench.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -54,7 +49,7 @@ from cosmobench.train.runs import (
 from cosmobench.train.step import LossModule, autocast, make_optimizer, make_train_step, model_loss
 from cosmobench.train.tasks import Task
 
-__all__ = ["fit"]
+__all__ = ["fit", "TrainState", "Progress"]
 
 _INIT, _EPOCH, _VAL, _VAL0 = 0xC0FFEE, 0xB17, 0x7A1, 0x7A0  # stream tags of derive_seed
 
@@ -93,6 +88,42 @@ def fit(
                         ).run(resume)
     finally:
         shutdown(info)
+
+
+@dataclasses.dataclass
+class Progress:
+    """How far a run is: what ``checkpoint.pt`` keeps besides weights and optimiser."""
+
+    epoch: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best_val: float | None = None
+    best_epoch: int = 0
+    best_state_dict: dict[str, Tensor] | None = None
+    stopped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (checkpoint keys)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Progress:
+        """The progress stored in ``ckpt``."""
+        return cls(**{f.name: ckpt[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything an epoch works on: model, optimiser, schedule, step, the splits (in
+    memory or streamed), the run's record and its :class:`Progress`."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    step: Any
+    train: Split
+    val: Split
+    record: dict[str, Any]
+    progress: Progress
 
 
 class _Trainer:
@@ -175,11 +206,8 @@ class _Trainer:
                                   "use --mode compile or eager here")
         opt = make_optimizer(model, cfg.lr, capturable=graphed,
                              tensor_lr=cfg.lr_schedule != "constant" or cfg.lr_decay < 1)
-        sched = self._scheduler(opt, n_train)
-        self.state: dict[str, Any] = {
-            "epoch": 0, "history": [], "best_val": None, "best_epoch": 0,
-            "best_state_dict": None, "stopped": False,
-        }
+        sched = self._scheduler(opt, train)
+        progress = Progress()
         if ckpt is None:
             task.initialise(model)
         else:
@@ -188,7 +216,7 @@ class _Trainer:
             if sched is not None:
                 sched.load_state_dict(ckpt["scheduler"])
             set_rng(ckpt.get("rng"))
-            self.state.update({k: ckpt[k] for k in self.state})
+            progress = Progress.from_checkpoint(ckpt)
         ddp = wrap_ddp(LossModule(model, n_train), info)
         step = make_train_step(ddp if info.distributed else model, opt, n_train=n_train,
                                precision=cfg.precision)
@@ -203,45 +231,40 @@ class _Trainer:
             step = mode_step(step, cfg.mode, opt)
         if cfg.compile:
             self.val_loss_compiled = torch.compile(self.val_loss, dynamic=False)
-        self._announce(n_train, len(val), ckpt)
-        record = self._record(n_train, len(val), data_id)
+        st = TrainState(model, opt, sched, step, train, val,
+                        self._record(n_train, len(val), data_id), progress)
+        self._announce(st, ckpt)
         with quiet_compiler(cfg.compile):
             if ckpt is None and len(val):  # the untrained network's validation loss: epoch 0
-                v0 = self._validate(model, val, n_train, 0, _VAL0)
-                self.state["history"].append({"epoch": 0, "train_loss": None, "val_loss": v0,
-                                              "best": False,
-                                              **_elbo_terms(model, n_train, v0)})
+                v0 = self._validate(st, 0, _VAL0)
+                progress.history.append({"epoch": 0, "train_loss": None, "val_loss": v0,
+                                         "best": False, **_elbo_terms(model, n_train, v0)})
             if info.is_main:
                 if ckpt is None:
-                    write_json(self.out / CONFIG_FILE, record)
-                self._write_metrics()
+                    write_json(self.out / CONFIG_FILE, st.record)
+                self._write_metrics(progress)
             t_start, spent = time.monotonic(), []
-            for epoch in range(self.state["epoch"], cfg.epochs):
-                if self.state["stopped"] or self._out_of_time(t_start, spent):
+            for epoch in range(progress.epoch, cfg.epochs):
+                if progress.stopped or self._out_of_time(progress, t_start, spent):
                     break
                 t0 = time.monotonic()
-                self._epoch(epoch, model, opt, sched, step, train, val, n_train, record)
+                self._epoch(st, epoch)
                 spent.append(time.monotonic() - t0)
         barrier()
         if info.is_main:
-            self._finish(model, val, record)
+            self._finish(st)
         barrier()
         return self.out
 
-    def _batches(self, n_train: int, epoch: int) -> list[Tensor]:
-        """This rank's batches (positions in the training split) of one epoch."""
-        cfg, info = self.cfg, self.info
-        order = epoch_order(n_train, cfg.seed, epoch, rank=info.rank, world=info.world)
-        return list(iter_batches(order, cfg.batch_size, drop_last=cfg.mode != "eager"))
-
-    def _scheduler(self, opt: torch.optim.Optimizer, n_train: int) -> Any:
+    def _scheduler(self, opt: torch.optim.Optimizer, train: Split) -> Any:
         """The per-step learning-rate schedule (``None`` for a constant or plateau rate)."""
         if self.cfg.lr_schedule != "cosine":
             return None
-        steps = self.cfg.epochs * len(self._batches(n_train, 0))  # same count every epoch
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
+        per_epoch = train.steps(self.cfg.batch_size, self.info.world, self.cfg.mode != "eager")
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.cfg.epochs * per_epoch,
+                                                          eta_min=0.0)
 
-    def _out_of_time(self, t_start: float, spent: list[float]) -> bool:
+    def _out_of_time(self, progress: Progress, t_start: float, spent: list[float]) -> bool:
         """Whether another epoch would end past ``time_limit`` (same decision on all ranks:
         rank 0's clock is broadcast)."""
         limit = self.cfg.time_limit * 60.0
@@ -252,45 +275,46 @@ class _Trainer:
         broadcast(flag)
         if bool(flag):
             self.console.print(f"time limit of {self.cfg.time_limit:g} min reached after epoch "
-                               f"{self.state['epoch']}; resume with --resume to go on",
+                               f"{progress.epoch}; resume with --resume to go on",
                                highlight=False)
         return bool(flag)
 
-    def _epoch(self, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-               step: Any, train: TensorSplit, val: TensorSplit, n_train: int,
-               record: dict) -> None:
-        cfg, info = self.cfg, self.info
+    def _epoch(self, st: TrainState, epoch: int) -> None:
+        cfg, info, p = self.cfg, self.info, st.progress
+        model, opt, n_train = st.model, st.opt, len(st.train)
         torch.manual_seed(derive_seed(cfg.seed, epoch, info.rank, _EPOCH))
-        batches = self._batches(n_train, epoch)
+        steps = st.train.steps(cfg.batch_size, info.world, cfg.mode != "eager")
+        batches = st.train.epoch_batches(epoch, cfg.seed, cfg.batch_size, info.device,
+                                         rank=info.rank, world=info.world,
+                                         drop_last=cfg.mode != "eager")
         total = torch.zeros((), dtype=torch.float64, device=info.device)
         count = torch.zeros((), dtype=torch.float64, device=info.device)
         model.train()
         lr = float(opt.param_groups[0]["lr"])  # at the start of this epoch
         t0 = time.perf_counter()
-        with EpochBar(self.progress, f"epoch {epoch + 1}/{cfg.epochs}", len(batches),
-                  self.console) as bar:
-            for idx in batches:
-                x, y = self.task.augment(*train.batch(idx, info.device))
-                loss = step(x, y)  # (), on the device: no host sync here
-                if sched is not None:
-                    sched.step()
-                total += loss.double() * len(idx)
-                count += len(idx)
+        with EpochBar(self.progress, f"epoch {epoch + 1}/{cfg.epochs}", steps,
+                      self.console) as bar:
+            for xb, yb in batches:
+                x, y = self.task.augment(xb, yb)
+                loss = st.step(x, y)  # (), on the device: no host sync here
+                if st.sched is not None:
+                    st.sched.step()
+                total += loss.double() * len(x)
+                count += len(x)
                 bar.advance(total, count)
         all_reduce_sum(total)
         all_reduce_sum(count)
         train_loss = float(total / count)
         seconds = time.perf_counter() - t0
-        val_loss = self._validate(model, val, n_train, epoch)
-        st = self.state
-        better = val_loss is not None and (st["best_val"] is None or val_loss < st["best_val"])
+        val_loss = self._validate(st, epoch)
+        better = val_loss is not None and (p.best_val is None or val_loss < p.best_val)
         if val_loss is None or better:
-            st["best_val"], st["best_epoch"] = val_loss, epoch + 1
-            st["best_state_dict"] = {k: v.detach().to("cpu", copy=True)
-                                     for k, v in model.state_dict().items()}
-        since = epoch + 1 - st["best_epoch"]  # epochs without a better validation loss
+            p.best_val, p.best_epoch = val_loss, epoch + 1
+            p.best_state_dict = {k: v.detach().to("cpu", copy=True)
+                                 for k, v in model.state_dict().items()}
+        since = epoch + 1 - p.best_epoch  # epochs without a better validation loss
         if cfg.patience and since >= cfg.patience:
-            st["stopped"] = True
+            p.stopped = True
         if cfg.lr_decay < 1 and since and since % cfg.lr_patience == 0:
             for group in opt.param_groups:  # in place: a compiled step reads the tensor
                 group["lr"].mul_(cfg.lr_decay)
@@ -299,37 +323,34 @@ class _Trainer:
                "seconds": round(seconds, 3), "images_per_s": round(int(count) / seconds, 2),
                "lr": lr}
         row.update(_elbo_terms(model, n_train, val_loss))
-        st["history"].append(row)
-        st["epoch"] = epoch + 1
+        p.history.append(row)
+        p.epoch = epoch + 1
         if info.is_main:
-            self._checkpoint(model, opt, sched, record)
-            self._write_metrics()
+            self._checkpoint(st)
+            self._write_metrics(p)
         val_txt = "" if val_loss is None else f"  val {val_loss:.4f}"
         stop_txt = (f"  (no better validation for {cfg.patience} epochs: stopping)"
-                    if st["stopped"] else "")
+                    if p.stopped else "")
         self.console.print(f"epoch {epoch + 1}/{cfg.epochs}  train {train_loss:.4f}{val_txt}"
                            f"  {seconds:.1f} s{'  *best*' if better else ''}{stop_txt}",
                            highlight=False)
 
     @torch.no_grad()
-    def _validate(self, model: nn.Module, val: TensorSplit, n_train: int, epoch: int,
-                  tag: int = _VAL) -> float | None:
+    def _validate(self, st: TrainState, epoch: int, tag: int = _VAL) -> float | None:
         """Mean validation loss (the same loss as training, eval mode), over all ranks."""
-        cfg, info = self.cfg, self.info
-        if len(val) == 0:
+        cfg, info, model = self.cfg, self.info, st.model
+        if len(st.val) == 0:
             return None
         torch.manual_seed(derive_seed(cfg.seed, epoch, info.rank, tag))
         model.eval()
         total = torch.zeros((), dtype=torch.float64, device=info.device)
         count = torch.zeros((), dtype=torch.float64, device=info.device)
-        mine = torch.arange(len(val))[info.rank::info.world]
-        for start in range(0, len(mine), cfg.batch_size):
-            idx = mine[start:start + cfg.batch_size]
-            x, y = val.batch(idx, info.device)
-            full = cfg.compile and len(idx) == cfg.batch_size  # one shape: one compilation
+        for x, y in st.val.ordered_batches(cfg.batch_size, info.device, rank=info.rank,
+                                           world=info.world):
+            full = cfg.compile and len(x) == cfg.batch_size  # one shape: one compilation
             loss = (self.val_loss_compiled if full else self.val_loss)(x, y)
-            total += loss.double() * len(idx)
-            count += len(idx)
+            total += loss.double() * len(x)
+            count += len(x)
         model.train()
         all_reduce_sum(total)
         all_reduce_sum(count)
@@ -351,9 +372,9 @@ class _Trainer:
             "command": " ".join(sys.argv),
         }
 
-    def _checkpoint(self, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-                    record: dict) -> None:
-        state = dict(self.state)
+    def _checkpoint(self, st: TrainState) -> None:
+        model, opt, sched = st.model, st.opt, st.sched
+        state = st.progress.to_dict()
         state.update({
             "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
             "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
@@ -361,42 +382,44 @@ class _Trainer:
             "rng": get_rng(), "train_config": self.cfg.to_dict(),
             "task_options": self.task.options.to_dict(),
             "model_config": self.task.model_config.to_dict(),
-            "task_state": self.task.state(), "data_id": record["data"]["id"],
+            "task_state": self.task.state(), "data_id": st.record["data"]["id"],
         })
         save_checkpoint(self.out / CHECKPOINT_FILE, state)
 
-    def _write_metrics(self) -> None:
-        text = "".join(json.dumps(r) + "\n" for r in self.state["history"]).encode()
+    def _write_metrics(self, progress: Progress) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in progress.history).encode()
         atomic_write(self.out / METRICS_FILE, lambda f: f.write(text))
 
-    def _finish(self, model: nn.Module, val: TensorSplit, record: dict) -> None:
+    def _finish(self, state: TrainState) -> None:
         from cosmobench.train.figures import loss_curve
 
-        st = self.state
-        weights = st["best_state_dict"] or model.state_dict()
+        st, model, record = state.progress, state.model, state.record
+        weights = st.best_state_dict or model.state_dict()
         final = {
             "format": RUN_FORMAT, "version": RUN_VERSION, "kind": self.task.kind,
             "model_config": self.task.model_config.to_dict(), "state_dict": weights,
-            "train_config": self.cfg.to_dict(), "task_options": self.task.options.to_dict(),
-            "epoch": st["best_epoch"],
-            "epochs_trained": st["epoch"], "val_loss": st["best_val"],
+            "train_config": self.cfg.to_dict(), "epoch": st.best_epoch,
+            "epochs_trained": st.epoch, "val_loss": st.best_val,
             "data": record["data"], **self.task.state(),
         }
         save_checkpoint(self.out / MODEL_FILE, final)
-        if st["history"]:
-            loss_curve(st["history"], self.out / "loss.png", f"{self.task.kind} training")
+        if st.history:
+            loss_curve(st.history, self.out / "loss.png", f"{self.task.kind} training")
         # figures of the kept (best) weights
         model.load_state_dict(weights)
-        self.task.finish(model, self.out, val)
-        which = "best validation" if st["best_val"] is not None else "last"
+        self.task.finish(model, self.out, state.val)
+        which = "best validation" if st.best_val is not None else "last"
         self.console.print(f"{self.task.kind} model ({which} weights, epoch "
-                           f"{st['best_epoch']}) written to {self.out / MODEL_FILE}",
+                           f"{st.best_epoch}) written to {self.out / MODEL_FILE}",
                            highlight=False)
 
-    def _announce(self, n_train: int, n_val: int, ckpt: dict | None) -> None:
+    def _announce(self, st: TrainState, ckpt: dict | None) -> None:
         cfg, info = self.cfg, self.info
+        n_train, n_val = len(st.train), len(st.val)
         procs = f" x {info.world} processes" if info.distributed else ""
-        start = f", resuming after epoch {self.state['epoch']}" if ckpt is not None else ""
+        start = f", resuming after epoch {st.progress.epoch}" if ckpt is not None else ""
+        streamed = (f", streamed (window {cfg.shuffle_buffer}, {cfg.loader_workers} loader "
+                    "workers)" if self.task.report.get("data_mode") == "stream" else "")
         if self.task.report.get("dropped_nonfinite"):
             d = self.task.report["dropped_nonfinite"]
             self.console.print(f"[yellow]left out {d['galaxies']} of {d['of']} galaxies with "
@@ -404,7 +427,7 @@ class _Trainer:
         self.console.print(
             f"training {self.task.kind} on {n_train} galaxies ({n_val} for validation), "
             f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {info.device}, "
-            f"{cfg.precision}{start}", highlight=False)
+            f"{cfg.precision}{streamed}{start}", highlight=False)
         if cfg.compile:
             self.console.print("compiling the training step (a minute or so, once) ...",
                                highlight=False)

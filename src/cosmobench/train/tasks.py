@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cosmobench import memory
 from cosmobench.config import Config
 from cosmobench.errors import CosmobenchError, check_choice
 from cosmobench.models.registry import MODEL_KINDS, SHAPE_KINDS
@@ -34,9 +35,18 @@ from cosmobench.train.config import (
     TaskOptions,
     TrainConfig,
 )
-from cosmobench.train.data import TensorSplit, nonfinite_rows, place, split_by_index
+from cosmobench.train.data import Split, TensorSplit, nonfinite_rows, place
 from cosmobench.train.distributed import DistInfo
 from cosmobench.train.scaling import ArcsinhScaler, scaler_from_dict
+from cosmobench.train.sources import (
+    apply_inplace,
+    finite_filter,
+    open_store,
+    require_columns,
+    require_images,
+    split_positions,
+    store_index,
+)
 
 __all__ = ["Task", "ShapeTask", "VAETask", "FlowTask", "make_task", "TASK_KINDS"]
 
@@ -68,8 +78,10 @@ class Task(abc.ABC):
         return build_model(self.kind, self.model_config.to_dict())
 
     def prepare(self, cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None = None
-                ) -> tuple[TensorSplit, TensorSplit]:
-        """Load and check the data; return the (train, validation) splits in memory.
+                ) -> tuple[Split, Split]:
+        """Load and check the data; return the (train, validation) splits, in memory
+        (:class:`~cosmobench.train.data.TensorSplit`) or streamed
+        (:class:`~cosmobench.train.stream.StreamSplit`) as ``cfg.data_mode`` says.
 
         Arguments:
             cfg: the training configuration (``cfg.data`` is the store).
@@ -85,16 +97,50 @@ class Task(abc.ABC):
         """A training batch as the model sees it (unchanged unless the task augments)."""
         return x, y
 
+    def _data_mode(self, ds: Any, names: tuple[str, ...], state: dict[str, Any] | None
+                   ) -> str:
+        """``memory`` or ``stream`` (``cfg.data_mode``; a resumed run keeps its mode)."""
+        from cosmobench.train.stream import choose_data_mode, image_bytes
+
+        if state is not None and state.get("data_mode") in ("memory", "stream"):
+            mode = state["data_mode"]
+        else:
+            mode = choose_data_mode(self.cfg.data_mode, image_bytes(ds, names))
+        free = memory.available_bytes()
+        need = image_bytes(ds, names)
+        if mode == "memory" and free is not None and need > 0.8 * free:
+            raise CosmobenchError(f"the images of {ds.path} take {need / 2**30:.1f} GiB, "
+                                  f"{free / 2**30:.1f} GiB is available: train with "
+                                  "--data-mode stream (or auto)")
+        self.report["data_mode"] = mode
+        return mode
+
+    def _streams(self, ds: Any, pos: tuple[np.ndarray, np.ndarray], index: np.ndarray,
+                 y: Tensor | None, transforms: dict[str, Any], y_name: str | None = None
+                 ) -> tuple[Any, Any]:
+        """The (train, validation) :class:`~cosmobench.train.stream.StreamSplit` of ``ds``."""
+        from cosmobench.train.stream import StreamSplit
+
+        cfg = self.cfg
+        return tuple(StreamSplit(
+            str(ds.path), p, index[p], int(ds.chunk_size), "noisy",
+            None if y is None else y[torch.from_numpy(p)], y_name, transforms,
+            cfg.shuffle_buffer, cfg.loader_workers) for p in pos)
+
     @abc.abstractmethod
-    def _prepare(self, info: DistInfo, state: dict[str, Any] | None
-                 ) -> tuple[TensorSplit, TensorSplit]:
+    def _prepare(self, info: DistInfo, state: dict[str, Any] | None) -> tuple[Split, Split]:
         """Task-specific part of :meth:`prepare` (``self.cfg`` is set)."""
 
-    @abc.abstractmethod
     def state(self) -> dict[str, Any]:
-        """What ``checkpoint.pt`` and ``model.pt`` keep besides weights (plain data)."""
+        """What ``checkpoint.pt`` and ``model.pt`` keep besides weights (plain data),
+        with how the data was read (``data_mode``)."""
+        return {**self._state(), "data_mode": self.report.get("data_mode", "memory")}
 
-    def finish(self, model: nn.Module, out: Path, val: TensorSplit) -> list[Path]:
+    @abc.abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """Task-specific part of :meth:`state`."""
+
+    def finish(self, model: nn.Module, out: Path, val: Split) -> list[Path]:
         """Write figures of the trained model into the run folder (rank 0); paths written."""
         return []
 
@@ -107,64 +153,8 @@ class Task(abc.ABC):
 # -------------------------------------------------------------------------------- data
 
 
-def _open(path: str) -> Any:
-    from cosmobench.store import open_dataset
-
-    return open_dataset(path)
-
-
-def _require_images(ds: Any, names: tuple[str, ...], model_config: Config) -> None:
-    """The store has the image arrays ``names``, with the bands and stamp size the model
-    takes (``in_channels``, ``image_size`` of its config)."""
-    from cosmobench.store import require
-
-    require(ds, images=names, bands=int(model_config.in_channels),
-            stamp_size=int(model_config.image_size))
-
-
-def _index(ds: Any) -> np.ndarray:
-    return np.asarray(ds.column("index"), dtype=np.int64) if "index" in ds.columns \
-        else np.arange(ds.n, dtype=np.int64)
-
-
-def _finite_filter(path: str, named: dict[str, Tensor], drop: bool, report: dict[str, Any]
-                   ) -> Tensor | None:
-    """Find galaxies with NaN/inf in any of ``named`` tensors ``(N, ...)``.
-
-    Returns a keep-mask ``(N,)`` (or ``None`` when all are finite); refuses the data set,
-    with counts per array, unless ``drop``.
-    """
-    counts, bad = {}, None
-    for name, t in named.items():
-        rows = nonfinite_rows(t)
-        n = int(rows.sum())
-        if n:
-            counts[name] = n
-            bad = rows if bad is None else bad | rows
-    if bad is None:
-        return None
-    total = int(bad.sum())
-    n_all = len(bad)
-    detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
-    if not drop:
-        raise CosmobenchError(
-            f"data set {path}: {total} of {n_all} galaxies have NaN or infinite values "
-            f"({detail}); refusing to train on them — pass --drop-nonfinite to leave them out"
-        )
-    report["dropped_nonfinite"] = {"galaxies": total, "of": n_all, **counts}
-    return ~bad
-
-
-def _split(path: str, index: np.ndarray, keep: Tensor | None, val_fraction: float
-           ) -> tuple[np.ndarray, np.ndarray]:
-    train_pos, val_pos = split_by_index(index, val_fraction)
-    if keep is not None:
-        k = keep.numpy()
-        train_pos, val_pos = train_pos[k[train_pos]], val_pos[k[val_pos]]
-    if len(train_pos) < 2:
-        raise CosmobenchError(f"data set {path} leaves {len(train_pos)} training galaxies "
-                              "after the validation split; simulate more")
-    return train_pos, val_pos
+def _model_shape(model_config: Config) -> tuple[int, int]:
+    return int(model_config.in_channels), int(model_config.image_size)
 
 
 def _take(t: Tensor, pos: np.ndarray) -> Tensor:
@@ -185,40 +175,45 @@ class ShapeTask(Task):
         self.scaler: ArcsinhScaler | None = None
         self._source: dict[str, Any] | None = None
 
-    def _prepare(self, info: DistInfo, state: dict[str, Any] | None
-                 ) -> tuple[TensorSplit, TensorSplit]:
-        path, cfg = self.cfg.data, self.model_config
-        ds = _open(path)
-        columns = cfg.columns
-        from cosmobench.store import require
+    def _prepare(self, info: DistInfo, state: dict[str, Any] | None) -> tuple[Split, Split]:
+        from cosmobench.train.scaling import ArcsinhScaler
+        from cosmobench.train.sources import (
+            SCALER_SAMPLE,
+            load_shape_data,
+            stream_positions,
+            target_array,
+        )
+        from cosmobench.train.stream import read_rows, sample_positions
 
-        require(ds, columns={c: f"target {t}" for t, c in zip(cfg.targets, columns, strict=True)})
-        _require_images(ds, ("noisy",), cfg)
-        x = ds.tensor("noisy")  # (N, 6, 64, 64) counts
-        y = torch.from_numpy(np.stack([np.asarray(ds.column(c), dtype=np.float32)
-                                       for c in columns], axis=1))  # (N, T)
-        keep = _finite_filter(path, {"noisy": x, **{c: y[:, i:i + 1] for i, c in
-                                                    enumerate(columns)}},
-                              self.cfg.drop_nonfinite, self.report)
-        index = _index(ds)
-        train_pos, val_pos = _split(path, index, keep, self.cfg.val_fraction)
-        x_train, x_val = _take(x, train_pos), _take(x, val_pos)
-        del x
+        path, cfg, tc = self.cfg.data, self.model_config, self.cfg
+        ds = open_store(path)
+        columns = cfg.columns
+        require_images(ds, path, ("noisy",), _model_shape(cfg))
+        require_columns(ds, path, {c: f"target {t}" for t, c in zip(cfg.targets, columns,
+                                                                    strict=True)})
         self._source = None
         if state is None and self.options.init_from:
             self._source = self._load_source()
+        given: Any = self.options.input_scaling  # "arcsinh" (fit it) or "none"
         if state is not None:
-            self.scaler = scaler_from_dict(state.get("input_scaling"))
+            given = scaler_from_dict(state.get("input_scaling"))
         elif self._source is not None:
-            self.scaler = scaler_from_dict(self._source.get("input_scaling"))
-        elif self.options.input_scaling == "arcsinh":
-            self.scaler = ArcsinhScaler.fit(x_train)
-        if self.scaler is not None:
-            _apply_inplace(self.scaler, x_train)
-            _apply_inplace(self.scaler, x_val)
-        train = TensorSplit(x_train, _take(y, train_pos), index[train_pos])
-        val = TensorSplit(x_val, _take(y, val_pos), index[val_pos])
-        return train.to(info.device), val.to(info.device)
+            given = scaler_from_dict(self._source.get("input_scaling"))
+        if self._data_mode(ds, ("noisy",), state) == "memory":
+            d = load_shape_data(path, columns, val_fraction=tc.val_fraction,
+                                drop_nonfinite=tc.drop_nonfinite, scaling=given)
+            self.report.update(d.report)
+            self.scaler = d.scaler
+            return d.train.to(info.device), d.val.to(info.device)
+        y = target_array(ds, columns)  # (N, T), small: kept in memory
+        train_pos, val_pos, index = stream_positions(
+            path, ds, ("noisy",), y, columns, val_fraction=tc.val_fraction,
+            drop_nonfinite=tc.drop_nonfinite, workers=tc.loader_workers, report=self.report)
+        self.scaler = None if isinstance(given, str) and given == "none" else given
+        if isinstance(given, str) and given == "arcsinh":  # from a sample of the training split
+            rows = sample_positions(train_pos, ds.chunk_size, SCALER_SAMPLE, tc.seed)
+            self.scaler = ArcsinhScaler.fit(torch.from_numpy(read_rows(ds, "noisy", rows)))
+        return self._streams(ds, (train_pos, val_pos), index, y, {"noisy": self.scaler})
 
     def augment(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """With ``options.augment``, each galaxy under a random symmetry of its stamp."""
@@ -265,15 +260,9 @@ class ShapeTask(Task):
                 own[name] = source[src_name].to(own[name].dtype)
         model.load_state_dict(own)
 
-    def state(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         scaling = self.scaler.to_dict() if self.scaler is not None else {"kind": "none"}
         return {"targets": list(self.model_config.targets), "input_scaling": scaling}
-
-
-@torch.no_grad()
-def _apply_inplace(fn: nn.Module, x: Tensor, chunk: int = 1024) -> None:
-    for s in range(0, len(x), chunk):
-        x[s:s + chunk] = fn(x[s:s + chunk])
 
 
 # -------------------------------------------------------------------------------- VAE
@@ -288,18 +277,34 @@ class VAETask(Task):
         super().__init__(model_config, options)
         self.normalizer: nn.Module | None = None
 
-    def _prepare(self, info: DistInfo, state: dict[str, Any] | None
-                 ) -> tuple[TensorSplit, TensorSplit]:
+    def _prepare(self, info: DistInfo, state: dict[str, Any] | None) -> tuple[Split, Split]:
         from cosmobench.models import BandNormalizer
+        from cosmobench.train.sources import SCALER_SAMPLE, stream_positions
+        from cosmobench.train.stream import read_rows, sample_positions
 
-        path = self.cfg.data
-        ds = _open(path)
-        _require_images(ds, ("noisy", "noiseless"), self.model_config)
+        path, tc = self.cfg.data, self.cfg
+        ds = open_store(path)
+        names = ("noisy", "noiseless")
+        require_images(ds, path, names, _model_shape(self.model_config))
+        if self._data_mode(ds, names, state) == "stream":
+            train_pos, val_pos, index = stream_positions(
+                path, ds, names, None, (), val_fraction=tc.val_fraction,
+                drop_nonfinite=tc.drop_nonfinite, workers=tc.loader_workers,
+                report=self.report)
+            if state is not None:
+                self.normalizer = BandNormalizer.from_dict(state["normalizer"])
+            else:  # I_b from a sample of the training split
+                rows = sample_positions(train_pos, ds.chunk_size, SCALER_SAMPLE, tc.seed)
+                self.normalizer = BandNormalizer.fit(
+                    torch.from_numpy(read_rows(ds, "noiseless", rows)))
+            fns = {n: self.normalizer for n in names}
+            return self._streams(ds, (train_pos, val_pos), index, None, fns, "noiseless")
         x, y = ds.tensor("noisy"), ds.tensor("noiseless")  # (N, 6, 64, 64) counts each
-        keep = _finite_filter(path, {"noisy": x, "noiseless": y}, self.cfg.drop_nonfinite,
-                              self.report)
-        index = _index(ds)
-        train_pos, val_pos = _split(path, index, keep, self.cfg.val_fraction)
+        keep = finite_filter(path, {"noisy": nonfinite_rows(x).numpy(),
+                                    "noiseless": nonfinite_rows(y).numpy()},
+                             tc.drop_nonfinite, self.report)
+        index = store_index(ds)
+        train_pos, val_pos = split_positions(path, index, keep, tc.val_fraction)
         xt, yt, xv, yv = (_take(x, train_pos), _take(y, train_pos), _take(x, val_pos),
                           _take(y, val_pos))
         del x, y
@@ -308,16 +313,16 @@ class VAETask(Task):
         else:
             self.normalizer = BandNormalizer.fit(yt)
         for t in (xt, yt, xv, yv):
-            _apply_inplace(self.normalizer, t)
+            apply_inplace(self.normalizer, t)
         train = TensorSplit(xt, yt, index[train_pos])
         val = TensorSplit(xv, yv, index[val_pos])
         return train.to(info.device), val.to(info.device)
 
-    def state(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         assert self.normalizer is not None
         return {"normalizer": self.normalizer.to_dict()}
 
-    def finish(self, model: nn.Module, out: Path, val: TensorSplit) -> list[Path]:
+    def finish(self, model: nn.Module, out: Path, val: Split) -> list[Path]:
         from cosmobench.train.figures import reconstruction_grid
 
         return [reconstruction_grid(model, val, out / "reconstructions.png")]
@@ -356,21 +361,32 @@ class FlowTask(Task):
         if int(self.model_config.features) != latent:
             raise CosmobenchError(f"the flow models {self.model_config.features} features but "
                                   f"the VAE's latent space has {latent}")
-        path = self.cfg.data
-        ds = _open(path)
-        _require_images(ds, ("noisy",), vae.config)
-        x = ds.tensor("noisy")
-        keep = _finite_filter(path, {"noisy": x}, self.cfg.drop_nonfinite, self.report)
-        index = _index(ds)
-        train_pos, val_pos = _split(path, index, keep, self.cfg.val_fraction)
-        vae = vae.to(info.device)
-        z = encode_means(vae, normalizer.to(info.device), x, info.device, self.cfg.precision)
-        del x
+        path, tc = self.cfg.data, self.cfg
+        ds = open_store(path)
+        require_images(ds, path, ("noisy",), _model_shape(vae.config))
+        vae, norm = vae.to(info.device), normalizer.to(info.device)
+        if self._data_mode(ds, ("noisy",), state) == "stream":  # encode chunk by chunk
+            from cosmobench.train.stream import read_chunks
+
+            bad, zs = [], []
+            for _, chunk in read_chunks(ds, "noisy", tc.loader_workers):
+                xc = torch.from_numpy(chunk)
+                bad.append(nonfinite_rows(xc).numpy())
+                zs.append(encode_means(vae, norm, xc, info.device, tc.precision))
+            bad_rows, z = np.concatenate(bad), torch.cat(zs)
+        else:
+            x = ds.tensor("noisy")
+            bad_rows = nonfinite_rows(x).numpy()
+            z = encode_means(vae, norm, x, info.device, tc.precision)
+            del x
+        keep = finite_filter(path, {"noisy": bad_rows}, tc.drop_nonfinite, self.report)
+        index = store_index(ds)
+        train_pos, val_pos = split_positions(path, index, keep, tc.val_fraction)
         train = TensorSplit(_take(z, train_pos), None, index[train_pos])
         val = TensorSplit(_take(z, val_pos), None, index[val_pos])
         return train.to(info.device), val.to(info.device)
 
-    def state(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {"vae_run": str(Path(self.options.vae_run).resolve()),
                 "vae_fingerprint": self.fingerprint}
 
