@@ -42,7 +42,10 @@ def make_optimizer(
             every new float (schedulers update it in place).
     """
     rate: float | Tensor = torch.tensor(float(lr)) if tensor_lr else lr
-    return torch.optim.Adam(model.parameters(), lr=rate, capturable=capturable)
+    # One fused kernel for every parameter on CPU and CUDA (torch >= 2.4 on CPU) instead of
+    # ~10 element-wise passes per parameter: a quarter of a batch-2 CNN step on a CPU.
+    fused = _device_type(model) in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=rate, capturable=capturable, fused=fused or None)
 
 
 def model_loss(model: nn.Module, x: Tensor, y: Tensor | None, n_train: int) -> Tensor:
