@@ -4,9 +4,10 @@ For every point — a CNN or BNN training step at batch 2, 4, 8, 14 and the gene
 and 1,000 galaxies — the peer (in its own interpreter, ``--peer-python``, as a server) and
 cosmobench (in this interpreter) are timed back to back with the same protocol: ``--warmup``
 untimed calls, then the median of ``--repeats`` timed calls, ``--threads`` threads on both
-sides (TensorFlow intra- and inter-op; torch intra-op). Wall time: run it on an otherwise idle
-machine. Writes ``benchmarks/results/peer_keras.{json,md}`` with the speed ratio
-(peer time ÷ cosmobench time: above 1, cosmobench is faster). Usage::
+sides (TensorFlow intra- and inter-op; torch intra-op). Wall time decides (run it on an
+otherwise idle machine); each side's process CPU time is recorded too, a cross-check that
+survives a busy machine at one thread. Writes ``benchmarks/results/peer_keras.{json,md}``
+with the speed ratio (peer time ÷ cosmobench time: above 1, cosmobench is faster). Usage::
 
     PYTHONPATH=src .venv/bin/python benchmarks/peer_keras/compare.py \\
         --peer-python /work/peer-venv/bin/python --threads 2
@@ -50,10 +51,11 @@ class PeerServer:
             raise SystemExit("error: the Keras peer stopped; run peer.py --check to see why")
         return json.loads(line)
 
-    def ask(self, **req) -> list[float]:
+    def ask(self, **req) -> tuple[list[float], list[float]]:
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
-        return self._read()["times"]
+        answer = self._read()
+        return answer["times"], answer["cpu"]
 
     def close(self) -> None:
         self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
@@ -61,15 +63,17 @@ class PeerServer:
         self.proc.wait(timeout=60)
 
 
-def _timed(fn, warmup: int, repeats: int) -> list[float]:
+def _timed(fn, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and process CPU seconds of ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t)
-    return times
+        cpu.append(time.process_time() - c)
+    return times, cpu
 
 
 class Ours:
@@ -79,7 +83,7 @@ class Ours:
         self.mode = mode
         self.sampler = None
 
-    def train(self, net: str, batch: int, warmup: int, repeats: int) -> list[float]:
+    def train(self, net: str, batch: int, warmup: int, repeats: int) -> tuple[list, list]:
         from cosmobench.models import ShapeConfig, ShapeNet
         from cosmobench.train.step import make_optimizer, make_train_step
 
@@ -93,7 +97,7 @@ class Ours:
         y = 0.1 * torch.randn(batch, 3, generator=g)
         return _timed(lambda: step(x, y), warmup + (2 if self.mode == "compile" else 0), repeats)
 
-    def generate(self, n: int, warmup: int, repeats: int) -> list[float]:
+    def generate(self, n: int, warmup: int, repeats: int) -> tuple[list, list]:
         from cosmobench.generate.sampler import GalaxySampler
         from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
 
@@ -199,8 +203,8 @@ def main() -> None:
         f"{args.warmup} warm-up; load average at the end {meta['load_average']}; "
         f"{meta['seconds']:.0f} s in all.",
         "",
-        "| workload | Keras peer | cosmobench | cosmobench ÷ peer speed |",
-        "|---|---|---|---|",
+        "| workload | Keras peer | cosmobench | cosmobench ÷ peer speed | CPU-time ratio |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(

@@ -118,7 +118,7 @@ class Peer:
         self.nets: dict[str, object] = {}
         self.gen = None
 
-    def train(self, net: str, batch: int, warmup: int, repeats: int) -> list[float]:
+    def train(self, net: str, batch: int, warmup: int, repeats: int) -> tuple[list, list]:
         """Seconds per ``train_on_batch`` (the compiled Keras train step) on synthetic data."""
         import numpy as np
 
@@ -130,14 +130,15 @@ class Peer:
         y = (0.1 * rng.standard_normal((batch, 3))).astype(np.float32)
         for _ in range(warmup):
             model.train_on_batch(x, y)
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             model.train_on_batch(x, y)
             times.append(time.perf_counter() - t)
-        return times
+            cpu.append(time.process_time() - c)
+        return times, cpu
 
-    def generate(self, n: int, warmup: int, repeats: int) -> list[float]:
+    def generate(self, n: int, warmup: int, repeats: int) -> tuple[list, list]:
         """Seconds to sample ``n`` latents from the MAF and decode them (batches of 100)."""
         tf = self.tf
         if self.gen is None:
@@ -153,13 +154,14 @@ class Peer:
         for _ in range(warmup):
             for k in sorted(set(chunks)):
                 self.gen(tf.constant(k)).numpy()
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for k in chunks:
                 self.gen(tf.constant(k)).numpy()
             times.append(time.perf_counter() - t)
-        return times
+            cpu.append(time.process_time() - c)
+        return times, cpu
 
 
 def check_counts() -> dict[str, int]:
@@ -172,7 +174,8 @@ def check_counts() -> dict[str, int]:
 
 
 def serve(threads: int) -> None:
-    """Answer JSON requests, one per line: {"op": "train"|"generate", ...} -> {"times": [...]}."""
+    """Answer JSON requests, one per line: ``{"op": "train"|"generate", ...}`` ->
+    ``{"times": [...], "cpu": [...]}`` (wall and process CPU seconds per timed call)."""
     peer = Peer(threads)
     import tensorflow as tf
 
@@ -182,13 +185,13 @@ def serve(threads: int) -> None:
         if req["op"] == "quit":
             break
         if req["op"] == "train":
-            times = peer.train(req["net"], req["batch"], req["warmup"], req["repeats"])
+            times, cpu = peer.train(req["net"], req["batch"], req["warmup"], req["repeats"])
         elif req["op"] == "generate":
-            times = peer.generate(req["n"], req["warmup"], req["repeats"])
+            times, cpu = peer.generate(req["n"], req["warmup"], req["repeats"])
         else:
             print(json.dumps({"error": f"unknown op {req['op']!r}"}), flush=True)
             continue
-        print(json.dumps({"times": times}), flush=True)
+        print(json.dumps({"times": times, "cpu": cpu}), flush=True)
 
 
 def main() -> None:
