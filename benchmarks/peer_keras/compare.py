@@ -129,22 +129,26 @@ def main() -> None:
     ours = Ours(args.mode)
     rows = []
 
-    def record(workload: str, peer_t: list[float], our_t: list[float], per: int) -> None:
-        p, o = statistics.median(peer_t), statistics.median(our_t)
+    def record(workload: str, peer_t: tuple, our_t: tuple, per: int) -> None:
+        p, o = statistics.median(peer_t[0]), statistics.median(our_t[0])
+        pc, oc = statistics.median(peer_t[1]), statistics.median(our_t[1])
         rows.append(
             {
                 "workload": workload,
                 "peer_s": p,
                 "cosmobench_s": o,
                 "ratio": p / o,
+                "peer_cpu_s": pc,
+                "cosmobench_cpu_s": oc,
+                "cpu_ratio": pc / oc,
                 "items": per,
-                "peer_times": peer_t,
-                "cosmobench_times": our_t,
+                "peer_times": peer_t[0],
+                "cosmobench_times": our_t[0],
             }
         )
         print(
             f"{workload:28s} peer {p * 1e3:9.1f} ms  cosmobench {o * 1e3:9.1f} ms  "
-            f"ratio {p / o:5.2f}x",
+            f"ratio {p / o:5.2f}x  (CPU-time ratio {pc / oc:5.2f}x)",
             flush=True,
         )
 
@@ -209,7 +213,7 @@ def main() -> None:
     for r in rows:
         lines.append(
             f"| {r['workload']} | {r['peer_s'] * 1e3:.1f} ms | "
-            f"{r['cosmobench_s'] * 1e3:.1f} ms | {r['ratio']:.2f}× |"
+            f"{r['cosmobench_s'] * 1e3:.1f} ms | {r['ratio']:.2f}× | {r['cpu_ratio']:.2f}× |"
         )
     for k, v in derived.items():
         lines.append(f"\n{k.replace('_', ' ')}: {v:.3f}")
