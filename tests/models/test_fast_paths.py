@@ -147,3 +147,18 @@ def test_paper_network_step_equals_the_plain_step(config):
     plain_opt.zero_grad()
     ref = plain.loss(x, y, 1000)
     torch.testing.assert_close(loss, ref.detach(), rtol=1e-4, atol=0)
+
+
+def test_element_prelu_on_channels_last_activations():
+    torch.manual_seed(0)
+    act = ElementPReLU((3, 4, 5))
+    with torch.no_grad():
+        act.weight.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 4, 5)
+    xc = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    y, yc = act(x), act(xc)
+    torch.testing.assert_close(yc, y, rtol=0, atol=0)
+    assert yc.is_contiguous(memory_format=torch.channels_last)
+    yc.sum().backward()
+    assert act.weight.grad.shape == (3, 4, 5) and act.weight.grad.is_contiguous()
+    torch.testing.assert_close(act.weight.grad, torch.where(x > 0, 0.0, x).sum(0))

@@ -207,7 +207,14 @@ class ElementPReLU(nn.Module):
         self.weight = nn.Parameter(torch.full(tuple(shape), float(init)))
 
     def forward(self, x: Tensor) -> Tensor:  # (B, *shape) -> (B, *shape)
-        return element_prelu(x, self.weight)
+        w = self.weight
+        if (
+            x.dim() == 4
+            and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
+        ):  # lay the slopes out like the activations (C innermost) so the kernels vectorise
+            w = w.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        return element_prelu(x, w)
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.weight.shape)}"
