@@ -7,10 +7,11 @@ per-operator overhead rather than arithmetic decides (Arcelin 2021, §4) — eag
 galaxies. Reports the median wall time and process CPU time per call, the cost per image, the
 batch-2 / batch-14 per-image ratio, which thread count wins at each point, and one galaxy's
 share of the time of 100. Writes ``benchmarks/results/small_batch.{json,md}``. Usage (idle
-machine; ~6 min with compile, ~2 min without)::
+machine; ~2 min eager; each compiled point adds ~40 s of compilation)::
 
     PYTHONPATH=src .venv/bin/python benchmarks/small_batch.py
-    PYTHONPATH=src .venv/bin/python benchmarks/small_batch.py --modes eager --threads 1
+    PYTHONPATH=src .venv/bin/python benchmarks/small_batch.py --modes compile --threads 2 \
+        --batch-sizes 2,14 --gen-sizes "" --out benchmarks/results/small_batch_compile
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="2,4,8,14")
     ap.add_argument("--nets", default="cnn,bnn")
-    ap.add_argument("--modes", default="eager,compile")
+    ap.add_argument("--modes", default="eager", help="eager,compile (compile: ~40 s a point)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--gen-sizes", default="1,100,1000")
     ap.add_argument("--warmup", type=int, default=2)
@@ -109,7 +110,7 @@ def main() -> None:
         sampler = GalaxySampler(
             VAE(VAEConfig()), LatentFlow(FlowConfig()), BandNormalizer([1e3] * 6)
         )
-        for n in (int(s) for s in args.gen_sizes.split(",")):
+        for n in (int(s) for s in args.gen_sizes.split(",") if s):
             seeds = iter(range(10**6))
             reps = 3 if n >= 1000 else args.repeats
             wall, cpu = timed(lambda n=n, s=sampler, it=seeds: s(n, seed=next(it)), 1, reps)
