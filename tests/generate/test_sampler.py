@@ -135,3 +135,18 @@ def test_compiled_decoder_equals_eager(models):
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-2)
     with pytest.raises(CosmobenchError, match="not both"):
         GalaxySampler(vae, flow, norm, device="cuda", compile=True, cuda_graph=True)
+
+
+def test_channels_last_decoder_gives_the_nchw_images():
+    import copy
+
+    vae, flow, norm = small_models(seed=4)
+    nchw = copy.deepcopy(vae).eval()
+    sampler = GalaxySampler(vae, flow, norm)
+    assert vae.decoder[-1].weight.is_contiguous(memory_format=torch.channels_last)
+    z = torch.randn(3, 8)
+    x = sampler.decode(z)
+    with torch.no_grad():
+        ref = norm.inverse(nchw.decode(z).clamp(0.0, float(np.nextafter(np.float32(1), 0))))
+    assert x.is_contiguous()
+    torch.testing.assert_close(x, ref, rtol=1e-5, atol=1e-4)

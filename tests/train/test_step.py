@@ -47,11 +47,13 @@ def test_step_is_one_adam_step_on_the_models_loss(kind, device):
     ref_opt.step()
 
     assert loss.shape == () and not loss.requires_grad and loss.device.type == x.device.type
-    assert torch.equal(loss, ref_loss.detach())
+    # the step's fused Adam and fused layers round differently from the textbook ones (~1e-10)
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-5, atol=1e-7)
     for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
-        assert torch.equal(p, q), name
-    moved = [not torch.equal(p, q) for p, q in
-             zip(model.parameters(), start.parameters(), strict=True)]
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+    moved = [
+        not torch.equal(p, q) for p, q in zip(model.parameters(), start.parameters(), strict=True)
+    ]
     assert all(moved)  # Adam's first step moves every parameter (by ~lr)
     # a second step starts from cleared gradients (zero_grad(set_to_none=True)): what it
     # leaves in .grad is the second step's gradient alone, not the sum of both steps'

@@ -31,6 +31,7 @@ whole training step (noise included) can be captured in a CUDA graph or ``torch.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,52 @@ def normal_kl(mu: Tensor, sigma: Tensor, prior_std: float = 1.0) -> Tensor:
         + (sigma.square() + mu.square()) / (2.0 * prior_std**2)
         - 0.5
     ).sum()
+
+
+class _SampleKL(torch.autograd.Function):
+    r"""One weight sample and the layer's KL in one pass over ``(μ, ρ)``, with the gradients
+    written out by hand.
+
+    Forward: :math:`\sigma = \mathrm{softplus}(\rho)`, :math:`w = [\mu +]\, \sigma
+    \varepsilon`, and :math:`\mathrm{KL} = n(\log s_p - \tfrac12) - \sum\log\sigma +
+    (\sigma\cdot\sigma + \mu\cdot\mu) / 2s_p^2` (two dot products instead of an
+    element-wise expression). Backward, for :math:`(g_w, g_\mathrm{KL})`:
+    :math:`\partial\mu = [g_w +]\, g_\mathrm{KL}\,\mu/s_p^2` and
+    :math:`\partial\rho = (g_w\varepsilon + g_\mathrm{KL}(\sigma/s_p^2 - 1/\sigma))\,
+    \mathrm{sigmoid}(\rho)`. The same numbers as autograd through :meth:`VariationalLayer.kl`
+    and :meth:`VariationalLayer.sample_weight`, in about half the kernels (a BNN step runs it
+    for 9 layers of 1.2 M weights).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, mu: Tensor, rho: Tensor, eps: Tensor, prior_std: float, add_mean: bool
+    ) -> tuple[Tensor, Tensor]:
+        sigma = F.softplus(rho)
+        w = torch.addcmul(mu, sigma, eps) if add_mean else sigma * eps
+        var = 1.0 / prior_std**2
+        kl = torch.dot(sigma.flatten(), sigma.flatten()) + torch.dot(mu.flatten(), mu.flatten())
+        kl = kl * (0.5 * var) - sigma.log().sum() + mu.numel() * (math.log(prior_std) - 0.5)
+        ctx.save_for_backward(mu, rho, sigma, eps)
+        ctx.var, ctx.add_mean = var, add_mean
+        return w, kl
+
+    @staticmethod
+    def backward(ctx: Any, grad_w: Tensor | None, grad_kl: Tensor | None) -> tuple:
+        mu, rho, sigma, eps = ctx.saved_tensors
+        g_mu = g_rho = None
+        if grad_kl is None:
+            grad_kl = mu.new_zeros(())
+        g_sigma = (sigma * ctx.var - sigma.reciprocal()).mul_(grad_kl)
+        if grad_w is not None:
+            g_sigma.addcmul_(grad_w, eps)
+        if ctx.needs_input_grad[0]:
+            g_mu = mu * (grad_kl * ctx.var)
+            if grad_w is not None and ctx.add_mean:
+                g_mu.add_(grad_w)
+        if ctx.needs_input_grad[1]:
+            g_rho = g_sigma.mul_(torch.sigmoid(rho))
+        return g_mu, g_rho, None, None, None
 
 
 def _rademacher(shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -105,7 +152,16 @@ class VariationalLayer(nn.Module):
         return F.softplus(self.weight_rho)
 
     def kl(self) -> Tensor:
-        """KL(q(w) ‖ p(w)) summed over the kernel (the bias is a point estimate)."""
+        """KL(q(w) ‖ p(w)) summed over the kernel (the bias is a point estimate).
+
+        After a forward pass with gradients on, this is the KL computed in the same pass
+        (same value, gradients into the same graph), as long as μ and ρ are unchanged."""
+        cache = getattr(self, "_kl_cache", None)
+        if cache is not None and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            kl, v_mu, v_rho = cache
+            self._kl_cache = None  # used once: a second call recomputes
+            if v_mu == self.weight_mu._version and v_rho == self.weight_rho._version:
+                return kl
         return normal_kl(self.weight_mu, self.weight_sigma, self.prior_std)
 
     def sample_weight(self) -> Tensor:
@@ -115,14 +171,34 @@ class VariationalLayer(nn.Module):
     def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def _sample(self, add_mean: bool) -> Tensor:
+        """``μ + σε`` (or ``σε`` for Flipout). While training with gradients on, the KL of the
+        same ``(μ, ρ)`` comes out of the same pass (:class:`_SampleKL`) and is kept for
+        :meth:`kl` until the parameters change."""
+        mu, rho = self.weight_mu, self.weight_rho
+        eps = torch.randn_like(mu)
+        if torch.compiler.is_compiling() or not (
+            torch.is_grad_enabled() and (mu.requires_grad or rho.requires_grad)
+        ):  # no gradient (prediction), or a compiler that fuses the plain expression itself
+            self._kl_cache = None
+            sigma = F.softplus(rho)
+            return torch.addcmul(mu, sigma, eps) if add_mean else sigma * eps
+        w, kl = _SampleKL.apply(mu, rho, eps, self.prior_std, add_mean)
+        self._kl_cache = (kl, mu._version, rho._version)
+        return w
+
     def forward(self, x: Tensor) -> Tensor:
         if not self.flipout:
-            return self._op(x, self.sample_weight(), self.bias)
-        delta = self.weight_sigma * torch.randn_like(self.weight_mu)  # ΔW = w − μ
+            return self._op(x, self._sample(True), self.bias)
+        delta = self._sample(False)  # ΔW = w − μ = σε
         mean = self._op(x, self.weight_mu, self.bias)
         s_in = _rademacher((x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2), x)  # (B, C_in, 1, 1)
         s_out = _rademacher((mean.shape[0], mean.shape[1]) + (1,) * (mean.dim() - 2), mean)
         return mean + self._op(x * s_in, delta, None) * s_out
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the KL of the last forward pass (a graph node) behind."""
+        return {**self.__dict__, "_kl_cache": None}
 
     def extra_repr(self) -> str:
         mode = "flipout" if self.flipout else "reparameterization"
