@@ -25,6 +25,7 @@ cpu=$("$PY" -c 'from cosmobench.bench.hardware import cpu_info; c = cpu_info()
 print(f"{c.model}; ISA {c.isa} (flags: {c.flags_isa}; caps: {c.caps or None}); "
       f"bf16 native: {c.bf16_native}")')
 
+load0=$(cut -d" " -f1-3 /proc/loadavg)
 t0=$(date +%s.%N)
 "${RUN[@]}" bench train-cnn train-bnn generate --device cpu --modes all --budget 60 \
     --out "$OUT/bench_all.json" --force --no-progress > "$OUT/bench.log" 2>&1
@@ -32,6 +33,7 @@ t1=$(date +%s.%N)
 "${RUN[@]}" demo --out "$OUT/demo" > "$OUT/demo.log" 2>&1
 t2=$(date +%s.%N)
 
+load2=$(cut -d" " -f1-3 /proc/loadavg)
 bench_s=$(echo "$t1 - $t0" | bc)
 demo_s=$(echo "$t2 - $t1" | bc)
 statuses=$("$PY" - "$OUT/bench_all.json" <<'PY'
@@ -48,6 +50,8 @@ PY
     echo "# AVX2 acceptance ($(date -u +%F), $(nproc) CPUs visible, cores $CORES)"
     echo
     echo "CPU: $cpu"
+    echo
+    echo "Load average (1, 5, 15 min) before: $load0; after: $load2 (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
     echo
     echo "| command | wall s | limit |"
     echo "|---|---|---|"
