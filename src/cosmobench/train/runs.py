@@ -65,10 +65,19 @@ def run_kind(folder: Path) -> str | None:
 
 
 def run_latent(folder: str | Path) -> int | None:
-    """The latent size of a VAE run, read from its ``config.json`` without loading weights;
-    ``None`` when the folder holds no VAE run (loading it then says why)."""
-    cfg = Path(folder) / CONFIG_FILE
-    data = read_json(cfg, "run config") if cfg.is_file() else None
+    """The latent size of a VAE run, read from its ``config.json`` (or, in a folder holding
+    only ``model.pt``, from that checkpoint's config); ``None`` when the folder holds no VAE run (loading it then says why)."""
+    folder = Path(folder)
+    cfg, model = folder / CONFIG_FILE, folder / MODEL_FILE
+    if cfg.is_file():
+        data = read_json(cfg, "run config")
+    elif model.is_file():  # a run folder holding only its model.pt
+        try:
+            data = load_checkpoint(model)
+        except CosmobenchError:
+            return None  # loading the run later says what is wrong with it
+    else:
+        return None
     if not isinstance(data, dict) or data.get("kind") != "vae":
         return None
     return int((data.get("model_config") or {}).get("latent", 32))

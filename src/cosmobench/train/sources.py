@@ -176,7 +176,7 @@ def load_shape_data(
 
     Example:
         >>> d = load_shape_data("train.zarr", ("e1", "e2", "redshift"))  # doctest: +SKIP
-        >>> d.train.x.shape, d.scaler
+        >>> d.train.x.shape, d.scaler  # doctest: +SKIP
     """
     from cosmobench.train.scaling import ArcsinhScaler
 
