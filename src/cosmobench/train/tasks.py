@@ -134,8 +134,15 @@ def _require_images(ds: Any, path: str, names: tuple[str, ...], model_config: Co
 
 
 def _index(ds: Any) -> np.ndarray:
-    return np.asarray(ds.column("index"), dtype=np.int64) if "index" in ds.columns \
-        else np.arange(ds.n, dtype=np.int64)
+    """The key the validation split hashes, one per row: the galaxy index, except that the
+    images of one galaxy share a key so that they fall on the same side of the split —
+    a ring pair (rows 2k, 2k+1) shares ``index // 2``, a shear-test galaxy its four rows'
+    ``group`` (Pujol et al. 2019)."""
+    if "group" in ds.columns:
+        return np.asarray(ds.column("group"), dtype=np.int64)
+    index = (np.asarray(ds.column("index"), dtype=np.int64) if "index" in ds.columns
+             else np.arange(ds.n, dtype=np.int64))
+    return index // 2 if (getattr(ds, "config", None) or {}).get("ring") else index
 
 
 def _finite_filter(path: str, named: dict[str, Tensor], drop: bool, report: dict[str, Any]
