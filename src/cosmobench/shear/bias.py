@@ -32,6 +32,7 @@ which keeps each galaxy's four images together.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -157,7 +158,9 @@ def shear_bias(
             kk = len(reps[k])
             err = math.sqrt((kk - 1) / kk * float(((reps[k] - reps[k].mean()) ** 2).sum()))
         else:
-            err = float(np.nanstd(reps[k], ddof=1))  # NaN: a draw without one component
+            with warnings.catch_warnings():  # NaN: a draw without one component
+                warnings.simplefilter("ignore", RuntimeWarning)
+                err = float(np.nanstd(reps[k], ddof=1))
         out[k], out[f"{k}_err"] = v, err
     out.update(
         n_used=n_used,

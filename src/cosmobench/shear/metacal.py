@@ -95,6 +95,8 @@ class Metacal:
         ii = galsim.InterpolatedImage(
             galsim.Image(np.ascontiguousarray(image, np.float64), scale=self.pixel_scale),
             x_interpolant="lanczos15",
+            calculate_stepk=False,  # a noisy stamp (or pure noise, of any total flux):
+            calculate_maxk=False,  # keep the stamp's own extent and band limit
         )
         deconv = galsim.Convolve(ii, inv)
         out = {}
