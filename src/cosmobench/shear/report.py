@@ -98,11 +98,12 @@ def plot_shear(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     lo, hi = REQUIREMENT
-    ax.axhspan(-hi, hi, color="0.9", label=f"|m| < {hi:g}")
-    ax.axhspan(-lo, lo, color="0.8", label=f"|m| < {lo:g}")
-    ax.axhline(0.0, color="k", lw=0.6)
+    for ax in axes:
+        ax.axhspan(-hi, hi, color="0.9", label=f"|m| < {hi:g}")
+        ax.axhspan(-lo, lo, color="0.8", label=f"|m| < {lo:g}")
+        ax.axhline(0.0, color="k", lw=0.6)
     for i, (name, d) in enumerate(result["estimators"].items()):
         for dd, style, label in ((d, "-", name), (d.get("metacal"), "--", f"{name} + metacal")):
             if not dd:
@@ -111,12 +112,16 @@ def plot_shear(result: dict[str, Any], path: Path) -> Path:
             x = [math.sqrt(max(b["min"], 1e-3) * b["max"]) * (1 + 0.02 * i) for b in bins]
             y = [math.nan if b["m"] is None else b["m"] for b in bins]
             e = [0.0 if b["m_err"] is None else b["m_err"] for b in bins]
-            ax.errorbar(x, y, yerr=e, ls=style, marker="o", ms=3, capsize=2, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("r-band SNR (bin centre)")
-    ax.set_ylabel("multiplicative shear bias m")
-    ax.set_title(f"Shear bias by SNR ({result['n_galaxies']:,} galaxies, g = ±{result['g']})")
-    ax.legend(fontsize=7, ncol=2)
+            for ax in axes:
+                ax.errorbar(x, y, yerr=e, ls=style, marker="o", ms=3, capsize=2, label=label)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("r-band SNR (bin centre)")
+        ax.set_ylabel("multiplicative shear bias m")
+    axes[1].set_ylim(-0.03, 0.03)
+    axes[0].set_title(f"Shear bias by SNR ({result['n_galaxies']:,} galaxies, g = ±{result['g']})")
+    axes[1].set_title("the same, |m| < 0.03")
+    axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
