@@ -123,3 +123,18 @@ def test_robust_spread_and_kurtosis_tell_core_from_tails():
     s = shape_stats(truth, mean, cov, ("e1", "e2"))
     assert s["e1"]["pull_robust_std"] == pytest.approx(1.0, abs=0.1)
     assert math.isnan(robust_std(np.array([]))) and math.isnan(excess_kurtosis(np.ones(3)))
+
+
+def test_coverage_interval_is_the_binomial_range_of_a_calibrated_posterior():
+    from cosmobench.shape_stats import coverage_interval
+
+    p = LEVELS["68"]
+    lo, hi = coverage_interval(p, 2000)
+    sd = math.sqrt(p * (1 - p) / 2000)
+    assert lo == pytest.approx(p - 3 * sd, abs=0.002) and hi == pytest.approx(p + 3 * sd, abs=0.002)
+    lo4, hi4 = coverage_interval(p, 8000)
+    assert (hi4 - lo4) == pytest.approx((hi - lo) / 2, rel=0.1)  # shrinks as 1/sqrt(n)
+    # a calibrated posterior's coverage lands inside it (nearly) every time
+    rng = np.random.default_rng(0)
+    inside = [lo <= rng.binomial(2000, p) / 2000 <= hi for _ in range(2000)]
+    assert np.mean(inside) > 0.99
