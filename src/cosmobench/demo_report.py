@@ -69,6 +69,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _shape_section(out: Path) -> list[str]:
     from cosmobench.files import read_json
     from cosmobench.models.registry import SHAPE_KINDS
+    from cosmobench.shape_stats import regression_of
 
     rows = []
     for kind in SHAPE_KINDS:
@@ -79,13 +80,14 @@ def _shape_section(out: Path) -> list[str]:
         o, joint = m["overall"], m["overall"].get("joint_e") or m["overall"]["joint"]
         reg = m.get("baselines", {}).get("regauss", {}).get("overall", {})
         rows.append([kind.upper(), str(m["n"]), _fmt(o["e1"]["rmse"]), _fmt(o["e2"]["rmse"]),
-                     _fmt(reg.get("e1", {}).get("rmse")), _fmt(o["e1"].get("m")),
+                     _fmt(reg.get("e1", {}).get("rmse")), _fmt(regression_of(o["e1"])["slope"]),
                      _fmt(joint.get("coverage_68")), _fmt(joint.get("coverage_95"))])
     if not rows:
         return []
     return ["## Shape estimation on unseen galaxies (brief training: a smoke test, not science)",
             "", *_table(["network", "galaxies", "RMSE e1", "RMSE e2", "REGAUSS RMSE e1",
-                         "m (e1)", "coverage 68.27 %", "coverage 95.45 %"], rows), "",
+                         "regression slope (e1)", "coverage 68.27 %", "coverage 95.45 %"],
+                        rows), "",
             "Figures: `eval/cnn/`, `eval/bnn/` (predicted vs true, pulls, calibration).", ""]
 
 

@@ -7,10 +7,11 @@ On a test set never seen in training, for the predictive normal
 samples, moment-matched: :meth:`cosmobench.models.ShapeNet.predict`):
 
 * **accuracy**: RMSE and mean residual of each target;
-* **shear-style bias**: :math:`m, c` from the least-squares line
-  :math:`e_\mathrm{pred} = (1 + m)\, e_\mathrm{true} + c` per ellipticity component, with
-  their standard errors (the multiplicative/additive bias of weak-lensing calibration,
-  Heymans et al. 2006, MNRAS 368, 1323);
+* **ellipticity regression**: slope and offset of the least-squares line
+  :math:`e_\mathrm{pred} = \mathrm{slope}\, e_\mathrm{true} + \mathrm{offset}` per
+  ellipticity component, with their standard errors. This is *not* the weak-lensing shear
+  bias m, c: a posterior mean pulls noisy galaxies toward the prior, so the slope is below
+  1 even for an ideal estimator. The shear bias is :mod:`cosmobench.shear`'s;
 * **pulls** :math:`(\mu - y)/\sigma`: mean 0 and spread 1 when calibrated;
 * **coverage** of the 68.27 % and 95.45 % credible regions: the fraction of galaxies whose
   Mahalanobis distance :math:`d^2 = (y-\mu)^\top\Sigma^{-1}(y-\mu)` lies below the
@@ -46,8 +47,9 @@ from cosmobench.shape_stats import (
     calibration_curve,
     chi2_cdf,
     chi2_quantile,
+    coverage_interval,
     estimator_stats,
-    fit_bias,
+    fit_regression,
     mahalanobis2,
     shape_stats,
 )
@@ -60,7 +62,8 @@ __all__ = [
     "chi2_quantile",
     "estimator_stats",
     "evaluate_shape",
-    "fit_bias",
+    "coverage_interval",
+    "fit_regression",
     "shape_stats",
     "write_shape_report",
 ]
@@ -193,6 +196,111 @@ def _snr_bins(snr: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return edges, np.clip(np.searchsorted(edges[1:-1], snr, side="right"), 0, k - 1)
 
 
+def _load_truth(ds: Any, targets: tuple[str, ...]) -> np.ndarray:
+    """The true targets ``(N, T)`` of ``ds``; one-line errors for a store that lacks them."""
+    from cosmobench.store import require
+
+    columns = [TARGET_COLUMNS[t] for t in targets]
+    require(ds, columns={c: f"target {t}" for t, c in zip(targets, columns, strict=True)},
+            images=("noisy",), hint="evaluate a shape network on a simulated store")
+    return np.stack([np.asarray(ds.column(c), dtype=np.float64) for c in columns], axis=1)
+
+
+def predict_shapes(
+    model: nn.Module, ds: Any, samples: int, batch_size: int, seed: int, progress: bool
+) -> dict[str, np.ndarray]:
+    """Predictions for every galaxy: ``mean`` (N, T), ``cov``, ``alea``, ``epi`` (N, T, T)
+    and ``finite`` (N,) (all pixels finite), with the BNN's weight noise seeded by ``seed``
+    (the global RNG state is restored afterwards)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    rng_devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=rng_devices), torch.no_grad():
+            torch.manual_seed(seed)
+            mean, cov, alea, epi, finite = _predict_all(
+                model, ds, samples, batch_size, device, progress
+            )
+    finally:
+        model.train(was_training)
+    return {"mean": mean, "cov": cov, "alea": alea, "epi": epi, "finite": finite}
+
+
+def _r_band_snr(ds: Any) -> np.ndarray | None:
+    if "snr" not in ds.columns:
+        return None
+    snr = np.asarray(ds.column("snr"), dtype=np.float64)
+    if snr.ndim == 2:
+        bands = tuple(getattr(ds, "bands", ()))
+        snr = snr[:, bands.index("r") if "r" in bands else 0]
+    return snr
+
+
+def select_galaxies(
+    truth: np.ndarray, pred: dict[str, np.ndarray], snr: np.ndarray | None
+) -> np.ndarray:
+    """The galaxies evaluated ``(N,)``: finite pixels, labels, predictions and SNR."""
+    keep = pred["finite"] & np.isfinite(truth).all(axis=1) & np.isfinite(pred["mean"]).all(axis=1)
+    if snr is not None:
+        keep &= np.isfinite(snr)
+    return keep
+
+
+def _stats(sel: dict[str, np.ndarray], targets: tuple[str, ...], bayesian: bool) -> dict:
+    extra = {"aleatoric": sel["alea"], "epistemic": sel["epi"]} if bayesian else {}
+    return shape_stats(sel["truth"], sel["mean"], sel["cov"], targets, **extra)
+
+
+def baseline_estimates(ds: Any, keep: np.ndarray) -> tuple[np.ndarray | None, dict]:
+    """The true (e1, e2) ``(n, 2)`` of the kept galaxies and each stored classical
+    estimator's ``(n, 2)`` values (:data:`BASELINES`)."""
+    if not all(c in ds.columns for c in ("e1", "e2")):
+        return None, {}
+    truth_e = np.stack([np.asarray(ds.column(c), np.float64) for c in ("e1", "e2")], 1)[keep]
+    values = {}
+    for name, (c1, c2) in BASELINES.items():
+        if c1 in ds.columns and c2 in ds.columns:
+            est = np.stack([np.asarray(ds.column(c), np.float64) for c in (c1, c2)], 1)
+            values[name] = est[keep]
+    return truth_e, values
+
+
+def snr_binned(
+    sel: dict[str, np.ndarray],
+    snr: np.ndarray,
+    bins: int,
+    targets: tuple[str, ...],
+    bayesian: bool,
+    truth_e: np.ndarray | None,
+    baseline_values: dict[str, np.ndarray],
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """:func:`shape_stats` in quantile bins of the r-band SNR, and the baselines' stats in
+    the same bins."""
+    k = max(1, min(int(bins), len(snr)))
+    edges, idx = _snr_bins(snr, k)
+    by_snr: dict[str, Any] = {"column": "snr (r band)", "edges": edges.tolist(), "bins": []}
+    base: dict[str, list] = {name: [] for name in baseline_values}
+    for b in range(k):
+        m = idx == b
+        stats = _stats({kk: v[m] for kk, v in sel.items()}, targets, bayesian)
+        by_snr["bins"].append({"snr_min": float(edges[b]), "snr_max": float(edges[b + 1]), **stats})
+        for name, v in baseline_values.items():
+            base[name].append(estimator_stats(truth_e[m], v[m]))
+    return by_snr, base
+
+
+def calibration_curves(sel: dict[str, np.ndarray], targets: tuple[str, ...]) -> dict[str, Any]:
+    """Empirical coverage at every nominal level, jointly and per target."""
+    resid = sel["mean"] - sel["truth"]
+    std = np.sqrt(np.diagonal(sel["cov"], axis1=-2, axis2=-1))
+    return {
+        "levels": list(CURVE_LEVELS),
+        "joint": calibration_curve(mahalanobis2(resid, sel["cov"]), len(targets)),
+        **{t: calibration_curve((resid[:, i] / std[:, i]) ** 2, 1) for i, t in enumerate(targets)},
+    }
+
+
 def evaluate_shape(
     model: nn.Module,
     dataset: Any,
@@ -205,6 +313,10 @@ def evaluate_shape(
     exclude_nonfinite: bool = False,
 ) -> ShapeMetrics:
     """Evaluate a trained shape network on a simulated test set.
+
+    predict (:func:`predict_shapes`) → select (:func:`select_galaxies`) → statistics
+    (:func:`shape_stats`, :func:`baseline_estimates`) → SNR bins (:func:`snr_binned`) →
+    calibration curves (:func:`calibration_curves`).
 
     Arguments:
         model: a shape network whose ``predict(x, samples)`` takes images as stored (counts):
@@ -228,42 +340,19 @@ def evaluate_shape(
     """
     check_positive("batch_size", batch_size)
     check_positive("snr_bins", snr_bins)
-    from cosmobench.store import open_dataset, require
+    from cosmobench.store import open_dataset
 
     if isinstance(dataset, str | Path):
         dataset = open_dataset(dataset)
     ds = dataset
-    cfg = model.config
-    targets = tuple(cfg.targets)
-    bayesian = bool(getattr(cfg, "bayesian", False))
+    targets = tuple(model.config.targets)
+    bayesian = bool(getattr(model.config, "bayesian", False))
     s = (DEFAULT_BNN_SAMPLES if samples is None else int(samples)) if bayesian else 1
     check_positive("samples", s)
-    columns = [TARGET_COLUMNS[t] for t in targets]
-    require(ds, columns={c: f"target {t}" for t, c in zip(targets, columns, strict=True)},
-            images=("noisy",), hint="evaluate a shape network on a simulated store")
-    truth = np.stack([np.asarray(ds.column(c), dtype=np.float64) for c in columns], axis=1)
-
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    rng_devices = [device] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=rng_devices), torch.no_grad():
-            torch.manual_seed(seed)
-            mean, cov, alea, epi, finite_px = _predict_all(
-                model, ds, s, batch_size, device, progress
-            )
-    finally:
-        model.train(was_training)
-
-    keep = finite_px & np.isfinite(truth).all(axis=1) & np.isfinite(mean).all(axis=1)
-    snr = None
-    if "snr" in ds.columns:
-        snr = np.asarray(ds.column("snr"), dtype=np.float64)
-        if snr.ndim == 2:
-            bands = tuple(getattr(ds, "bands", ()))
-            snr = snr[:, bands.index("r") if "r" in bands else 0]
-        keep &= np.isfinite(snr)
+    truth = _load_truth(ds, targets)
+    pred = predict_shapes(model, ds, s, batch_size, seed, progress)
+    snr = _r_band_snr(ds)
+    keep = select_galaxies(truth, pred, snr)
     n_bad = int((~keep).sum())
     if n_bad and not exclude_nonfinite:
         raise CosmobenchError(
@@ -273,56 +362,27 @@ def evaluate_shape(
         )
     if not keep.any():
         raise CosmobenchError(f"data set {ds.path} has no galaxy with finite pixels and labels")
-    sel = {k: v[keep] for k, v in dict(truth=truth, mean=mean, cov=cov, alea=alea, epi=epi).items()}
-    extra = {"aleatoric": sel["alea"], "epistemic": sel["epi"]} if bayesian else {}
-    overall = shape_stats(sel["truth"], sel["mean"], sel["cov"], targets, **extra)
-
-    baseline_values: dict[str, np.ndarray] = {}
-    truth_e = None
-    if all(c in ds.columns for c in ("e1", "e2")):
-        truth_e = np.stack([np.asarray(ds.column(c), np.float64) for c in ("e1", "e2")], 1)[keep]
-        for name, (c1, c2) in BASELINES.items():
-            if c1 in ds.columns and c2 in ds.columns:
-                est = np.stack([np.asarray(ds.column(c), np.float64) for c in (c1, c2)], 1)
-                baseline_values[name] = est[keep]
+    sel = {"truth": truth[keep], **{k: pred[k][keep] for k in ("mean", "cov", "alea", "epi")}}
+    truth_e, baseline_values = baseline_estimates(ds, keep)
     baselines = {
         name: {"overall": estimator_stats(truth_e, v)} for name, v in baseline_values.items()
     }
-
     by_snr: dict[str, Any] = {"column": None, "edges": [], "bins": []}
     if snr is not None:
         snr = snr[keep]
-        k = max(1, min(int(snr_bins), len(snr)))
-        edges, idx = _snr_bins(snr, k)
-        by_snr = {"column": "snr (r band)", "edges": edges.tolist(), "bins": []}
-        for name in baselines:
-            baselines[name]["by_snr"] = []
-        for b in range(k):
-            m = idx == b
-            sub = {kk: v[m] for kk, v in sel.items()}
-            ex = {"aleatoric": sub["alea"], "epistemic": sub["epi"]} if bayesian else {}
-            stats = shape_stats(sub["truth"], sub["mean"], sub["cov"], targets, **ex)
-            by_snr["bins"].append(
-                {"snr_min": float(edges[b]), "snr_max": float(edges[b + 1]), **stats}
-            )
-            for name, v in baseline_values.items():
-                baselines[name]["by_snr"].append(estimator_stats(truth_e[m], v[m]))
-
-    resid = sel["mean"] - sel["truth"]
-    std = np.sqrt(np.diagonal(sel["cov"], axis1=-2, axis2=-1))
-    calibration = {
-        "levels": list(CURVE_LEVELS),
-        "joint": calibration_curve(mahalanobis2(resid, sel["cov"]), len(targets)),
-        **{t: calibration_curve((resid[:, i] / std[:, i]) ** 2, 1) for i, t in enumerate(targets)},
-    }
+        by_snr, base_bins = snr_binned(
+            sel, snr, snr_bins, targets, bayesian, truth_e, baseline_values
+        )
+        for name, b in base_bins.items():
+            baselines[name]["by_snr"] = b
     return ShapeMetrics(
         kind=SHAPE_KINDS[bayesian],
         targets=targets,
         samples=s,
-        overall=overall,
+        overall=_stats(sel, targets, bayesian),
         by_snr=by_snr,
         baselines=baselines,
-        calibration=calibration,
+        calibration=calibration_curves(sel, targets),
         n_excluded=int((~keep).sum()),
         meta={"data": str(ds.path)},
         truth=sel["truth"],

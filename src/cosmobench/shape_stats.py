@@ -2,8 +2,14 @@ r"""The statistics of the shape science checks (``docs/models.md``, science chec
 
 Pure functions of predictions and truths, shared by :mod:`cosmobench.evaluate` and the
 benchmarks: the :math:`\chi^2` distribution of a Mahalanobis distance (coverage of the
-credible regions of a predicted normal), the weak-lensing :math:`m, c` fit (Heymans et al.
-2006, MNRAS 368, 1323), pulls, and the calibration curve.
+credible regions of a predicted normal) and its binomial acceptance interval, the
+ellipticity regression slope and offset, pulls, and the calibration curve.
+
+The regression ``e_pred = slope * e_true + offset``, galaxy by galaxy, is **not** the
+weak-lensing shear bias m, c: a posterior mean shrinks each noisy galaxy toward the prior,
+so even an ideal estimator has a slope below 1 (for Gaussian shapes of spread σ_e and
+noise σ_n, σ_e² / (σ_e² + σ_n²)). The shear bias is measured on sheared copies of the same
+galaxies by :mod:`cosmobench.shear`.
 """
 
 from __future__ import annotations
@@ -14,15 +20,27 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["LEVELS", "CURVE_LEVELS", "chi2_cdf", "chi2_quantile", "fit_bias", "shape_stats",
-           "estimator_stats", "calibration_curve", "mahalanobis2", "coverage", "robust_std",
-           "excess_kurtosis"]
+__all__ = [
+    "LEVELS",
+    "CURVE_LEVELS",
+    "chi2_cdf",
+    "chi2_quantile",
+    "fit_regression",
+    "shape_stats",
+    "estimator_stats",
+    "calibration_curve",
+    "mahalanobis2",
+    "coverage",
+    "coverage_interval",
+    "robust_std",
+    "excess_kurtosis",
+    "regression_of",
+]
 
 #: Nominal probabilities of the 1σ and 2σ regions of a normal: erf(1/√2), erf(2/√2).
 LEVELS = {"68": math.erf(1 / math.sqrt(2)), "95": math.erf(2 / math.sqrt(2))}
 #: Nominal levels of the calibration curve.
 CURVE_LEVELS = tuple(np.round(np.linspace(0.02, 0.98, 49), 4))
-
 
 
 def chi2_cdf(x: np.ndarray, dof: int) -> np.ndarray:
@@ -47,22 +65,68 @@ def chi2_quantile(p: float | np.ndarray, dof: int) -> np.ndarray:
     return 0.5 * (lo + hi)
 
 
-def fit_bias(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Least-squares ``pred = (1 + m) true + c`` with standard errors (NaN if < 3 points)."""
+def fit_regression(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Least-squares ``pred = slope * true + offset`` with standard errors (NaN if < 3
+    points): the ellipticity regression, not the shear bias (see the module docstring)."""
     true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
     n = true.size
     sxx = float(((true - true.mean()) ** 2).sum()) if n else 0.0
+    nan = {"slope": math.nan, "slope_err": math.nan, "offset": math.nan, "offset_err": math.nan}
     if n < 3 or sxx == 0.0:
-        return {"m": math.nan, "m_err": math.nan, "c": math.nan, "c_err": math.nan}
+        return nan
     slope = float(((true - true.mean()) * (pred - pred.mean())).sum()) / sxx
-    c = float(pred.mean() - slope * true.mean())
-    s2 = float(((pred - slope * true - c) ** 2).sum()) / (n - 2)
+    offset = float(pred.mean() - slope * true.mean())
+    s2 = float(((pred - slope * true - offset) ** 2).sum()) / (n - 2)
     return {
-        "m": slope - 1.0,
-        "m_err": math.sqrt(s2 / sxx),
-        "c": c,
-        "c_err": math.sqrt(s2 * (1.0 / n + true.mean() ** 2 / sxx)),
+        "slope": slope,
+        "slope_err": math.sqrt(s2 / sxx),
+        "offset": offset,
+        "offset_err": math.sqrt(s2 * (1.0 / n + true.mean() ** 2 / sxx)),
     }
+
+
+def regression_of(d: dict[str, Any]) -> dict[str, float | None]:
+    """Slope and offset from a stats dict, also from results written before the rename
+    (keys ``m`` = slope − 1 and ``c``)."""
+    if "slope" in d:
+        return {k: d.get(k) for k in ("slope", "slope_err", "offset", "offset_err")}
+    m = d.get("m")
+    return {
+        "slope": None if m is None else 1.0 + m,
+        "slope_err": d.get("m_err"),
+        "offset": d.get("c"),
+        "offset_err": d.get("c_err"),
+    }
+
+
+def coverage_interval(nominal: float, n: int, confidence: float = 0.9973) -> tuple[float, float]:
+    """The range of empirical coverages consistent with ``nominal`` for ``n`` galaxies.
+
+    The number of galaxies inside a region of probability p is Binomial(n, p) when the
+    posteriors are calibrated: the interval holds its central ``confidence`` (exact
+    binomial quantiles; 0.9973 is the two-sided 3σ of a normal), as fractions of n.
+
+    Example:
+        >>> lo, hi = coverage_interval(0.6827, 2000)
+        >>> round(lo, 3), round(hi, 3)
+        (0.651, 0.714)
+    """
+    if n < 1:
+        return (math.nan, math.nan)
+    k = torch.arange(n + 1, dtype=torch.float64)
+    nn = torch.tensor(float(n), dtype=torch.float64)
+    logpmf = (
+        torch.lgamma(nn + 1)
+        - torch.lgamma(k + 1)
+        - torch.lgamma(nn - k + 1)
+        + k * math.log(nominal)
+        + (nn - k) * math.log1p(-nominal)
+    )
+    cdf = torch.cumsum(torch.exp(logpmf), 0).numpy()
+    a = (1.0 - confidence) / 2
+    lo = int(np.searchsorted(cdf, a))
+    hi = int(np.searchsorted(cdf, 1.0 - a))
+    return lo / n, min(hi, n) / n
 
 
 def mahalanobis2(resid: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -114,7 +178,8 @@ def shape_stats(
         truth: ``(N, T)`` true values.
         mean: ``(N, T)`` predictive means.
         cov: ``(N, T, T)`` predictive covariances.
-        targets: the T target names (``e1``/``e2`` also get m and c).
+        targets: the T target names (``e1``/``e2`` also get the regression slope and
+            offset).
         aleatoric: optional ``(N, T, T)`` aleatoric part (BNN), reported as a mean spread.
         epistemic: optional ``(N, T, T)`` epistemic part (BNN).
 
@@ -140,7 +205,7 @@ def shape_stats(
             **coverage(pull[:, i] ** 2, 1),
         }
         if t in ("e1", "e2"):
-            d.update(fit_bias(truth[:, i], mean[:, i]))
+            d.update(fit_regression(truth[:, i], mean[:, i]))
         for name, part in (("sigma_aleatoric", aleatoric), ("sigma_epistemic", epistemic)):
             if part is not None:
                 d[name] = (
@@ -158,7 +223,8 @@ def shape_stats(
 
 
 def estimator_stats(truth_e: np.ndarray, est_e: np.ndarray) -> dict[str, Any]:
-    """RMSE, bias, m and c of a classical estimator ``(N, 2)``; NaN rows count as failures."""
+    """RMSE, bias, regression slope and offset of a classical estimator ``(N, 2)``; NaN
+    rows count as failures."""
     ok = np.isfinite(est_e).all(axis=1)
     n = len(truth_e)
     out: dict[str, Any] = {
@@ -171,7 +237,7 @@ def estimator_stats(truth_e: np.ndarray, est_e: np.ndarray) -> dict[str, Any]:
         out[t] = {
             "rmse": float(np.sqrt(np.mean(r**2))) if r.size else math.nan,
             "bias": float(r.mean()) if r.size else math.nan,
-            **fit_bias(truth_e[ok, i], est_e[ok, i]),
+            **fit_regression(truth_e[ok, i], est_e[ok, i]),
         }
     return out
 

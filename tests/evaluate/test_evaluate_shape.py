@@ -24,7 +24,8 @@ def test_oracle_is_calibrated(fake, fakes):
     tol = 4 * math.sqrt(0.25 / 2000)
     for k, p in LEVELS.items():
         assert o["joint"][f"coverage_{k}"] == pytest.approx(p, abs=tol)
-    assert abs(o["e1"]["m"]) < 4 * o["e1"]["m_err"] and abs(o["e1"]["c"]) < 4 * o["e1"]["c_err"]
+    assert abs(o["e1"]["slope"] - 1) < 4 * o["e1"]["slope_err"]
+    assert abs(o["e1"]["offset"]) < 4 * o["e1"]["offset_err"]
 
 
 def test_miscalibrated_oracle_is_caught(fake, fakes):
@@ -43,8 +44,8 @@ def test_snr_bins_and_baselines(fake, fakes):
     ksb, reg = m.baselines["ksb"], m.baselines["regauss"]
     assert ksb["overall"]["failure_fraction"] == pytest.approx(0.10, abs=0.02)
     assert reg["overall"]["failure_fraction"] == pytest.approx(0.02, abs=0.01)
-    assert ksb["overall"]["e1"]["m"] == pytest.approx(0.05, abs=0.03)
-    assert reg["overall"]["e2"]["m"] == pytest.approx(-0.05, abs=0.03)
+    assert ksb["overall"]["e1"]["slope"] == pytest.approx(1.05, abs=0.03)
+    assert reg["overall"]["e2"]["slope"] == pytest.approx(0.95, abs=0.03)
     assert len(ksb["by_snr"]) == 5 and sum(b["n"] for b in ksb["by_snr"]) == 2000
     # the oracle (σ = 0.05) beats KSB (σ = 0.1) on e1
     assert m.overall["e1"]["rmse"] < ksb["overall"]["e1"]["rmse"]

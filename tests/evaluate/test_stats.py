@@ -14,7 +14,7 @@ from cosmobench.shape_stats import (
     chi2_quantile,
     estimator_stats,
     excess_kurtosis,
-    fit_bias,
+    fit_regression,
     robust_std,
     shape_stats,
 )
@@ -35,17 +35,18 @@ def test_chi2_cdf_closed_forms():
     np.testing.assert_allclose(chi2_cdf(x, 1), [math.erf(math.sqrt(v / 2)) for v in x], rtol=1e-12)
 
 
-def test_fit_bias_exact_line_and_errors():
+def test_fit_regression_exact_line_and_errors():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 0.3, 500)
-    r = fit_bias(x, 1.07 * x - 0.004)
-    assert r["m"] == pytest.approx(0.07, abs=1e-12) and r["c"] == pytest.approx(-0.004, abs=1e-12)
+    r = fit_regression(x, 1.07 * x - 0.004)
+    assert r["slope"] == pytest.approx(1.07, abs=1e-12)
+    assert r["offset"] == pytest.approx(-0.004, abs=1e-12)
     # the quoted standard errors match the scatter of m and c over noise realisations
-    fits = [fit_bias(x, x + 0.1 * rng.standard_normal(500)) for _ in range(400)]
-    ms, cs = np.array([f["m"] for f in fits]), np.array([f["c"] for f in fits])
-    assert np.mean([f["m_err"] for f in fits]) == pytest.approx(ms.std(), rel=0.15)
-    assert np.mean([f["c_err"] for f in fits]) == pytest.approx(cs.std(), rel=0.15)
-    assert math.isnan(fit_bias(x[:2], x[:2])["m"])
+    fits = [fit_regression(x, x + 0.1 * rng.standard_normal(500)) for _ in range(400)]
+    ms, cs = np.array([f["slope"] for f in fits]), np.array([f["offset"] for f in fits])
+    assert np.mean([f["slope_err"] for f in fits]) == pytest.approx(ms.std(), rel=0.15)
+    assert np.mean([f["offset_err"] for f in fits]) == pytest.approx(cs.std(), rel=0.15)
+    assert math.isnan(fit_regression(x[:2], x[:2])["slope"])
 
 
 def _gaussian_case(n, cov_true, scale=1.0, seed=0):
@@ -69,7 +70,7 @@ def test_calibrated_correlated_normals_cover_nominal():
     assert s["e1"]["pull_mean"] == pytest.approx(0, abs=0.03)
     assert s["e1"]["pull_std"] == pytest.approx(1, abs=0.02)
     assert s["e1"]["rmse"] == pytest.approx(0.1, rel=0.02)
-    assert s["e2"]["m"] == pytest.approx(0, abs=4 * s["e2"]["m_err"])
+    assert s["e2"]["slope"] == pytest.approx(1, abs=4 * s["e2"]["slope_err"])
     assert s["joint"]["dof"] == 3 and s["joint_e"]["dof"] == 2
     # ignoring the 0.8 correlation would miscount the joint region: diagonal-only is wrong
     diag = np.broadcast_to(np.diag(np.diag(cov_true)), cov.shape)
@@ -102,7 +103,7 @@ def test_estimator_stats_count_failures():
     s = estimator_stats(truth, est)
     assert s["n"] == 4 and s["n_used"] == 3 and s["failure_fraction"] == 0.25
     assert s["e1"]["rmse"] == pytest.approx(math.sqrt(0.02 / 3))
-    assert s["e2"]["rmse"] == 0.0 and s["e2"]["m"] == pytest.approx(0.0, abs=1e-12)
+    assert s["e2"]["rmse"] == 0.0 and s["e2"]["slope"] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_robust_spread_and_kurtosis_tell_core_from_tails():
@@ -122,3 +123,18 @@ def test_robust_spread_and_kurtosis_tell_core_from_tails():
     s = shape_stats(truth, mean, cov, ("e1", "e2"))
     assert s["e1"]["pull_robust_std"] == pytest.approx(1.0, abs=0.1)
     assert math.isnan(robust_std(np.array([]))) and math.isnan(excess_kurtosis(np.ones(3)))
+
+
+def test_coverage_interval_is_the_binomial_range_of_a_calibrated_posterior():
+    from cosmobench.shape_stats import coverage_interval
+
+    p = LEVELS["68"]
+    lo, hi = coverage_interval(p, 2000)
+    sd = math.sqrt(p * (1 - p) / 2000)
+    assert lo == pytest.approx(p - 3 * sd, abs=0.002) and hi == pytest.approx(p + 3 * sd, abs=0.002)
+    lo4, hi4 = coverage_interval(p, 8000)
+    assert (hi4 - lo4) == pytest.approx((hi - lo) / 2, rel=0.1)  # shrinks as 1/sqrt(n)
+    # a calibrated posterior's coverage lands inside it (nearly) every time
+    rng = np.random.default_rng(0)
+    inside = [lo <= rng.binomial(2000, p) / 2000 <= hi for _ in range(2000)]
+    assert np.mean(inside) > 0.99

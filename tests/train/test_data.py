@@ -80,3 +80,32 @@ def test_nonfinite_rows():
     t[1, 0, 2] = float("nan")
     t[3, 1, 0] = float("-inf")
     assert nonfinite_rows(t).tolist() == [False, True, False, True]
+
+
+class _Store:
+    """The reader attributes the split key reads."""
+
+    def __init__(self, n, config, columns):
+        self.n, self.config, self._cols = n, config, columns
+        self.columns = tuple(columns)
+
+    def column(self, name):
+        return self._cols[name]
+
+
+def test_split_keeps_ring_pairs_and_shear_test_galaxies_together():
+    from cosmobench.train.tasks import _index
+
+    n = 4000
+    ring = _Store(n, {"ring": True}, {"index": np.arange(n)})
+    train, val = split_by_index(_index(ring), 0.1)
+    side = np.zeros(n, bool)
+    side[val] = True
+    assert side[0::2].tolist() == side[1::2].tolist() and 0.05 < side.mean() < 0.15
+    quad = _Store(n, {"shear_test": 0.02}, {"index": np.arange(n), "group": np.arange(n) // 4})
+    _, val = split_by_index(_index(quad), 0.1)
+    side[:] = False
+    side[val] = True
+    assert (side.reshape(-1, 4) == side[::4, None]).all()
+    plain = _Store(n, {}, {"index": np.arange(n)})
+    assert np.array_equal(_index(plain), np.arange(n))

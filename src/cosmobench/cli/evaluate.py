@@ -23,7 +23,8 @@ def _summary(metrics: Any) -> None:
 
     d = metrics.to_dict()
     table = Table(title=f"{d['kind'].upper()} on {d['n']} galaxies ({d['samples']} sample(s))")
-    for col in ("est.", "target", "RMSE", "m", "c", "pull μ", "pull σ", "68%", "95%", "failed"):
+    cols = ("est.", "target", "RMSE", "slope", "offset", "pull μ", "pull σ", "68%", "95%")
+    for col in (*cols, "failed"):
         table.add_column(col, justify="right", no_wrap=True)
 
     def f(v: Any) -> str:
@@ -31,7 +32,7 @@ def _summary(metrics: Any) -> None:
 
     for t in d["targets"]:
         s = d["overall"][t]
-        cells = [s["rmse"], s.get("m"), s.get("c"), s["pull_mean"], s["pull_std"]]
+        cells = [s["rmse"], s.get("slope"), s.get("offset"), s["pull_mean"], s["pull_std"]]
         cells += [s["coverage_68"], s["coverage_95"]]
         table.add_row(d["kind"], t, *map(f, cells), "")
     j = d["overall"]["joint"]
@@ -40,7 +41,7 @@ def _summary(metrics: Any) -> None:
         o = b["overall"]
         failed = f"{100 * (o['failure_fraction'] or 0):.1f}%"
         for t in ("e1", "e2"):
-            cells = [o[t]["rmse"], o[t]["m"], o[t]["c"]]
+            cells = [o[t]["rmse"], o[t]["slope"], o[t]["offset"]]
             table.add_row(name, t, *map(f, cells), *[""] * 4, failed)
     console.print(table)
 
@@ -72,7 +73,8 @@ def evaluate(
                            "labels or SNR (counted, printed first); without it they are an error.")
     ] = False,
 ) -> None:
-    """Shape metrics of a trained CNN/BNN on a test set: RMSE, m and c, pulls, coverage of the
+    """Shape metrics of a trained CNN/BNN on a test set: RMSE, ellipticity regression slope
+    and offset, pulls, coverage of the
     68.27 % and 95.45 % regions, by SNR bin, next to KSB and REGAUSS."""
     from cosmobench.devices import resolve_device
     from cosmobench.evaluate import evaluate_shape, write_shape_report

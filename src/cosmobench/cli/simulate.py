@@ -85,6 +85,15 @@ def simulate_command(
         str | None, _Opt(help="Lensing shear: g1,g2 (constant) or random:SIGMA (per galaxy).")
     ] = None,
     ring: Annotated[bool, _Opt("--ring", help="90°-rotated pairs (shape noise cancels).")] = False,
+    shear_test: Annotated[
+        float | None,
+        _Opt(
+            "--shear-test",
+            help="Shear-test design (Pujol et al. 2019): each of the N galaxies drawn 4 times, "
+            "sheared by +G and -G (same noise), each a 90° ring pair: 4N images. For "
+            "`cosmobench shear`.",
+        ),
+    ] = None,
     measure: Annotated[
         bool, _Opt("--measure/--no-measure", help="HSM KSB and REGAUSS columns.")
     ] = True,
@@ -124,6 +133,7 @@ def simulate_command(
         "visits": parse_visits(visits),
         "mag_limit": mag_limit,
         "ring": ring or None,
+        "shear_test": shear_test,
         "measure": None if measure else False,
         "chunk_size": chunk_size,
         **parse_shear(shear),
@@ -136,7 +146,10 @@ def simulate_command(
     t0 = time.perf_counter()
     path = simulate(cfg, out, workers=workers, scheduler=scheduler, progress=progress)
     dt = time.perf_counter() - t0
-    console.print(f"wrote {cfg.n:,} galaxies to [bold]{path}[/] in {dt:.1f} s", highlight=False)
+    what = f"{cfg.n:,} galaxies" + (
+        f" ({cfg.n_images:,} shear-test images)" if cfg.shear_test > 0 else ""
+    )
+    console.print(f"wrote {what} to [bold]{path}[/] in {dt:.1f} s", highlight=False)
 
 
 @app.command("inspect")

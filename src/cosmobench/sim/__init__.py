@@ -9,6 +9,14 @@ Dask, resume).
 """
 
 from cosmobench.sim.config import PRESETS, SimConfig
-from cosmobench.sim.run import COLUMNS, Simulator, simulate
+from cosmobench.sim.run import COLUMNS, SHEAR_TEST_COLUMNS, Simulator, columns_of, simulate
 
-__all__ = ["SimConfig", "PRESETS", "Simulator", "COLUMNS", "simulate"]
+__all__ = [
+    "SimConfig",
+    "PRESETS",
+    "Simulator",
+    "COLUMNS",
+    "SHEAR_TEST_COLUMNS",
+    "columns_of",
+    "simulate",
+]

@@ -54,8 +54,13 @@ class SimConfig(Config):
             (replaces ``shear``).
         ring: 90°-rotated pairs (galaxy 2k+1 is galaxy 2k rotated by 90°, same shear and
             PSF, independent noise), so that shape noise cancels in shear-bias tests.
+        shear_test: if > 0, the shear-test design of Pujol et al. (2019, A&A 621, A2):
+            each of the ``n`` galaxies is drawn four times (store rows 4k..4k+3: +g, +g
+            rotated by 90°, −g, −g rotated by 90°) with a shear of ±``shear_test`` on one
+            component, g1 for even k and g2 for odd k, and the same pixel noise for the +g
+            and −g copies. The store holds ``4 n`` images (see :attr:`n_images`).
         measure: run the HSM KSB / REGAUSS measurements (NaN columns when off).
-        chunk_size: galaxies per stored chunk (layout only; does not change any galaxy).
+        chunk_size: images per stored chunk (layout only; does not change any galaxy).
         pixel_scale: arcsec per pixel.
         stamp_size: pixels per side.
         preset: the preset this config started from, if any (recorded only).
@@ -75,6 +80,7 @@ class SimConfig(Config):
     shear: tuple[float, float] = (0.0, 0.0)
     shear_sigma: float = 0.0
     ring: bool = False
+    shear_test: float = 0.0
     measure: bool = True
     chunk_size: int = 256
     pixel_scale: float = 0.2
@@ -116,8 +122,26 @@ class SimConfig(Config):
             raise CosmobenchError("give either a constant shear or a random shear, not both")
         if self.ring and self.n % 2:
             raise CosmobenchError(f"ring needs an even n (pairs of galaxies); got n={self.n}")
+        if not 0.0 <= self.shear_test <= 0.1:
+            raise CosmobenchError(f"shear_test must be between 0 and 0.1; got {self.shear_test}")
+        if self.shear_test > 0:
+            if any(shear) or self.shear_sigma > 0 or self.ring:
+                raise CosmobenchError(
+                    "the shear test sets the shear and the ring pairs itself; give no --shear "
+                    "or --ring with --shear-test"
+                )
+            if self.chunk_size % 4:
+                raise CosmobenchError(
+                    "a shear-test store keeps the 4 images of a galaxy in one chunk: "
+                    f"chunk_size must be a multiple of 4; got {self.chunk_size}"
+                )
         if self.preset is not None:
             check_choice("preset", self.preset, PRESETS)
+
+    @property
+    def n_images(self) -> int:
+        """Rows of the store: ``4 n`` in the shear-test design, else ``n``."""
+        return 4 * self.n if self.shear_test > 0 else self.n
 
     @classmethod
     def from_preset(cls, name: str | None, **overrides: Any) -> SimConfig:

@@ -7,6 +7,14 @@ noise). A ring partner (odd *i* with ``ring``) takes its population, shear and P
 from galaxy *i − 1* and is rotated by 90°; its noise is its own. Hence the worker count,
 the chunking and interruptions change nothing in the data.
 
+The shear-test design (``SimConfig.shear_test``, Pujol et al. 2019, A&A 621, A2) draws
+galaxy *k* as store rows 4k..4k+3: sign +1 (rows 4k, 4k+1) and −1 (4k+2, 4k+3), each a
+90° ring pair (rows 4k+1 and 4k+3 rotated). All four take galaxy *k*'s population and PSF
+streams. The ±g copies share one pixel-noise field: with s± the two noiseless stamps and
+s̄ their mean, ``noisy± = s± + (Poisson(s̄ + B) − s̄ − B)``, so that ``noisy+ − noisy−``
+equals ``noiseless+ − noiseless−`` and pixel noise cancels in paired differences; each
+ring member has its own field (stream of row 4k or 4k+1).
+
 The work unit is a chunk of the store: a worker (a process of a pool, or a Dask task)
 simulates it, writes it and marks it done; ``simulate`` run again on the same output skips
 the chunks marked done.
@@ -39,7 +47,15 @@ from cosmobench.sim.render import add_poisson_noise, lensed_ellipticity, matched
 from cosmobench.store import create_or_resume, open_writer
 from cosmobench.survey import BANDS, exposure_time, lsst, mag_to_electrons, sky_per_pixel
 
-__all__ = ["COLUMNS", "IMAGE_NAMES", "Simulator", "galaxy_seed", "simulate"]
+__all__ = [
+    "COLUMNS",
+    "IMAGE_NAMES",
+    "SHEAR_TEST_COLUMNS",
+    "Simulator",
+    "columns_of",
+    "galaxy_seed",
+    "simulate",
+]
 
 IMAGE_NAMES = ("noiseless", "noisy")
 _F = "float32"
@@ -68,8 +84,19 @@ COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     "sed_type": ("int8", ()),
     "cosmos_index": ("int64", ()),
 }
+#: Extra columns of a shear-test store: galaxy (group), sign of the shear, ring partner row.
+SHEAR_TEST_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "group": ("int64", ()),
+    "sign": ("int8", ()),
+    "ring_partner": ("int64", ()),
+}
 STREAM_POPULATION, STREAM_SHEAR, STREAM_PSF, STREAM_NOISE = range(4)
 R = BANDS.index("r")
+
+
+def columns_of(cfg: SimConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The columns of a store of ``cfg``: :data:`COLUMNS`, plus the shear-test ones."""
+    return {**COLUMNS, **SHEAR_TEST_COLUMNS} if cfg.shear_test > 0 else dict(COLUMNS)
 
 
 def galaxy_seed(seed: int, i: int) -> np.random.SeedSequence:
@@ -112,27 +139,76 @@ class Simulator:
                 return float(g1), float(g2)
 
     def galaxy(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Images ``{"noiseless", "noisy"}`` (6, S, S) and the column values of galaxy ``i``."""
+        """Images ``{"noiseless", "noisy"}`` (6, S, S) and the column values of row ``i``."""
         cfg = self.cfg
+        if cfg.shear_test > 0:
+            images, columns = self.shear_quad(i // 4)
+            return {k: v[i % 4] for k, v in images.items()}, columns[i % 4]
         rot90 = cfg.ring and i % 2 == 1
         parent = i - 1 if rot90 else i
+        gal, fwhm, comp_flux, psfs = self._setup(parent, rot90)
+        shear = self.shear(parent)
+        noiseless = self._render(gal, comp_flux, psfs, shear)
+        noisy = add_poisson_noise(noiseless, self.sky, self.rng(i, STREAM_NOISE))
+        return {"noiseless": noiseless, "noisy": noisy}, self._columns(
+            i, gal, shear, fwhm, comp_flux, noiseless, noisy, rot90
+        )
+
+    def shear_quad(self, k: int) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        """Galaxy ``k`` of the shear-test design: images (4, 6, S, S) and 4 column dicts.
+
+        Rows 4k..4k+3 are (+g, 0°), (+g, 90°), (−g, 0°), (−g, 90°); the shear ±g is on
+        component 1 for even ``k`` and 2 for odd ``k``; the ±g copies share their noise.
+        """
+        g = self.cfg.shear_test
+        out: list[tuple[dict[str, np.ndarray], dict[str, Any]]] = [None] * 4  # type: ignore[list-item]
+        for rot in (0, 1):
+            gal, fwhm, comp_flux, psfs = self._setup(k, bool(rot))
+            drawn = {}
+            for sign in (1, -1):
+                shear = (sign * g, 0.0) if k % 2 == 0 else (0.0, sign * g)
+                drawn[sign] = (shear, self._render(gal, comp_flux, psfs, shear))
+            mean = 0.5 * (drawn[1][1].astype(np.float64) + drawn[-1][1].astype(np.float64))
+            noise = add_poisson_noise(mean, self.sky, self.rng(4 * k + rot, STREAM_NOISE))
+            noise = noise.astype(np.float64) - np.clip(mean, 0.0, None)  # (6, S, S)
+            for sign, (shear, noiseless) in drawn.items():
+                row = 4 * k + rot + (0 if sign > 0 else 2)
+                noisy = (noiseless.astype(np.float64) + noise).astype(np.float32)
+                cols = self._columns(row, gal, shear, fwhm, comp_flux, noiseless, noisy, bool(rot))
+                cols.update(group=k, sign=sign, ring_partner=row ^ 1)
+                out[row - 4 * k] = ({"noiseless": noiseless, "noisy": noisy}, cols)
+        images = {name: np.stack([o[0][name] for o in out]) for name in IMAGE_NAMES}
+        return images, [o[1] for o in out]
+
+    def _setup(self, parent: int, rot90: bool) -> tuple[Any, np.ndarray, np.ndarray, list[Any]]:
+        """Galaxy ``parent`` (rotated by 90° if asked), its PSF FWHM, fluxes and PSFs."""
         gal = self.population.draw(self.rng(parent, STREAM_POPULATION))
         if rot90:
             gal = gal.rotated(90.0)
-        shear = self.shear(parent)
         fwhm = self.psf.draw_fwhm(self.rng(parent, STREAM_PSF))
         comp_flux = mag_to_electrons(
             np.stack([c.mag for c in gal.components]), self.constants, self.exposure
         )
-        noiseless = render(
-            gal,
-            comp_flux,
-            self.psf.profiles(fwhm),
-            shear,
-            stamp_size=cfg.stamp_size,
-            pixel_scale=cfg.pixel_scale,
+        return gal, fwhm, comp_flux, self.psf.profiles(fwhm)
+
+    def _render(self, gal: Any, comp_flux: np.ndarray, psfs: list[Any], shear: Any) -> np.ndarray:
+        cfg = self.cfg
+        return render(
+            gal, comp_flux, psfs, shear, stamp_size=cfg.stamp_size, pixel_scale=cfg.pixel_scale
         )  # (6, S, S) e-
-        noisy = add_poisson_noise(noiseless, self.sky, self.rng(i, STREAM_NOISE))
+
+    def _columns(
+        self,
+        i: int,
+        gal: Any,
+        shear: tuple[float, float],
+        fwhm: np.ndarray,
+        comp_flux: np.ndarray,
+        noiseless: np.ndarray,
+        noisy: np.ndarray,
+        rot90: bool,
+    ) -> dict[str, Any]:
+        cfg = self.cfg
         ksb_e, rg_e = NAN2, NAN2
         if cfg.measure:
             psf_img = self.psf.image(float(fwhm[R]), cfg.pixel_scale)
@@ -140,7 +216,7 @@ class Simulator:
             rg_e = regauss(noisy[R], psf_img, cfg.pixel_scale, float(self.sky[R]))
         e1, e2 = lensed_ellipticity(gal.e_int, shear)
         flux = comp_flux.sum(axis=0)
-        columns = {
+        return {
             "index": i,
             "seed": galaxy_seed(cfg.seed, i).generate_state(1, np.uint64)[0],
             "e1": e1, "e2": e2, "e1_int": gal.e_int[0], "e2_int": gal.e_int[1],
@@ -151,14 +227,20 @@ class Simulator:
             "ksb_e1": ksb_e[0], "ksb_e2": ksb_e[1], "regauss_e1": rg_e[0], "regauss_e2": rg_e[1],
             "rot90": rot90, "sed_type": gal.sed_type, "cosmos_index": gal.cosmos_index,
         }  # fmt: skip
-        return {"noiseless": noiseless, "noisy": noisy}, columns
 
     def chunk(self, start: int, stop: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Galaxies ``start..stop-1`` stacked: images (m, 6, S, S) and columns (m, ...)."""
-        rows = [self.galaxy(i) for i in range(start, stop)]
+        if self.cfg.shear_test > 0 and start % 4 == 0 and stop % 4 == 0:
+            quads = [self.shear_quad(k) for k in range(start // 4, stop // 4)]
+            rows = [
+                ({n: q[0][n][j] for n in IMAGE_NAMES}, q[1][j]) for q in quads for j in range(4)
+            ]
+        else:
+            rows = [self.galaxy(i) for i in range(start, stop)]
         images = {k: np.stack([r[0][k] for r in rows]) for k in IMAGE_NAMES}
         columns = {
-            k: np.asarray([r[1][k] for r in rows], dtype=dt) for k, (dt, _) in COLUMNS.items()
+            k: np.asarray([r[1][k] for r in rows], dtype=dt)
+            for k, (dt, _) in columns_of(self.cfg).items()
         }
         return images, columns
 
@@ -187,7 +269,7 @@ def simulate(
     scheduler: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Simulate ``cfg.n`` galaxies into the store ``out``, resuming it if it exists.
+    """Simulate ``cfg.n`` galaxies (``cfg.n_images`` images) into ``out``, resuming it.
 
     Arguments:
         cfg: the simulation config (stored in the data set).
@@ -209,10 +291,21 @@ def simulate(
     sim = Simulator(cfg)  # validates the population (e.g. the COSMOS folder) before writing
     with _dask_client(scheduler, workers) as client:  # connect before writing anything
         writer = create_or_resume(
-            out, cfg.n, cfg.chunk_size, "simulation", cfg.to_dict(), COLUMNS, IMAGE_NAMES,
+            out, cfg.n_images, cfg.chunk_size, "simulation", store_config(cfg), columns_of(cfg),
+            IMAGE_NAMES,
             bands=BANDS, pixel_scale=cfg.pixel_scale, stamp_size=cfg.stamp_size,
         )  # fmt: skip
         return _run(cfg, sim, writer, client, workers, out, progress)
+
+
+def store_config(cfg: SimConfig) -> dict[str, Any]:
+    """The config a store records: ``cfg.to_dict()`` without ``shear_test`` when it is off,
+    so that stores written before the shear-test design existed still resume (reading
+    them back, ``SimConfig.from_dict`` gives the field its default)."""
+    out = cfg.to_dict()
+    if not out.get("shear_test"):
+        out.pop("shear_test", None)
+    return out
 
 
 def _run(
@@ -225,9 +318,11 @@ def _run(
     progress: bool,
 ) -> Path:
     pending = writer.pending_chunks()
-    done_rows = cfg.n - sum(writer.chunk_range(k)[1] - writer.chunk_range(k)[0] for k in pending)
+    done_rows = cfg.n_images - sum(
+        writer.chunk_range(k)[1] - writer.chunk_range(k)[0] for k in pending
+    )
     cfg_json = json.dumps(cfg.to_dict())
-    with _progress(progress, cfg.n, done_rows, f"simulating {out.name}") as advance:
+    with _progress(progress, cfg.n_images, done_rows, f"simulating {out.name}") as advance:
         if client is not None:
             futures = client.map(
                 _simulate_chunk,

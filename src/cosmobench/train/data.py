@@ -54,7 +54,9 @@ def split_by_index(index: np.ndarray, val_fraction: float) -> tuple[np.ndarray, 
     same validation galaxies. At least one galaxy is held out when ``val_fraction > 0``.
 
     Arguments:
-        index: the store's ``index`` column, shape ``(N,)``.
+        index: the key of each row, shape ``(N,)``: the store's ``index`` column, or a key
+            shared by the images of one galaxy (``index // 2`` for ring pairs, the
+            ``group`` of a shear-test store) so that they land on the same side.
         val_fraction: share of galaxies to hold out, in [0, 1).
 
     Returns:
@@ -97,8 +99,7 @@ def epoch_order(n: int, seed: int, epoch: int, *, rank: int = 0, world: int = 1)
     return perm[:usable][rank::world]
 
 
-def iter_batches(order: Tensor, batch_size: int, *, drop_last: bool = False
-                 ) -> Iterator[Tensor]:
+def iter_batches(order: Tensor, batch_size: int, *, drop_last: bool = False) -> Iterator[Tensor]:
     """Consecutive batches of ``order``; a last batch of a single galaxy is left out
     (BatchNorm cannot normalise one sample), any other partial batch is kept unless
     ``drop_last``."""

@@ -66,7 +66,8 @@ def run_kind(folder: Path) -> str | None:
 
 def run_latent(folder: str | Path) -> int | None:
     """The latent size of a VAE run, read from its ``config.json`` (or, in a folder holding
-    only ``model.pt``, from that checkpoint's config); ``None`` when the folder holds no VAE run (loading it then says why)."""
+    only ``model.pt``, from that checkpoint's config); ``None`` when the folder holds no VAE
+    run (loading it then says why)."""
     folder = Path(folder)
     cfg, model = folder / CONFIG_FILE, folder / MODEL_FILE
     if cfg.is_file():

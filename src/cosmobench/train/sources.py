@@ -66,12 +66,18 @@ def require_images(ds: Any, path: str, names: Sequence[str], shape: tuple[int, i
 
 
 def store_index(ds: Any) -> np.ndarray:
-    """The store's ``index`` column (its row numbers when it has none), int64 ``(N,)``."""
-    return (
+    """The key the validation split hashes, int64 ``(N,)``: the galaxy index (row numbers
+    when the store has none), except that the images of one galaxy share a key so that they
+    fall on the same side of the split — a ring pair (rows 2k, 2k+1) shares ``index // 2``,
+    a shear-test galaxy its four rows' ``group`` (Pujol et al. 2019, A&A 621, A2)."""
+    if "group" in ds.columns:
+        return np.asarray(ds.column("group"), dtype=np.int64)
+    index = (
         np.asarray(ds.column("index"), dtype=np.int64)
         if "index" in ds.columns
         else np.arange(ds.n, dtype=np.int64)
     )
+    return index // 2 if (getattr(ds, "config", None) or {}).get("ring") else index
 
 
 def target_array(ds: Any, columns: Sequence[str]) -> Tensor:
