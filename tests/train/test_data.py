@@ -94,7 +94,7 @@ class _Store:
 
 
 def test_split_keeps_ring_pairs_and_shear_test_galaxies_together():
-    from cosmobench.train.tasks import _index
+    from cosmobench.train.sources import store_index as _index
 
     n = 4000
     ring = _Store(n, {"ring": True}, {"index": np.arange(n)})
