@@ -8,14 +8,18 @@
 # Run on an idle machine from the repository root (about 11 minutes):
 #     bash benchmarks/avx2_acceptance.sh            # OUT=/tmp/cosmobench-avx2 CORES=0,1
 # Writes benchmarks/results/avx2_acceptance.md (times, CPU model and ISA, statuses).
-# NATIVE=1 runs the same without the caps (the machine's own ISA: bf16 included where native).
+# NATIVE=1 runs the same without the caps (the machine's own ISA: bf16 included where native)
+# and writes benchmarks/results/native_acceptance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-/tmp/cosmobench-avx2}
 CORES=${CORES:-0,1}
+NAME=avx2_acceptance
 if [ "${NATIVE:-0}" != 1 ]; then
     export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+else
+    NAME=native_acceptance
 fi
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 rm -rf "$OUT"
@@ -47,7 +51,7 @@ print(f"records by status: {dict(c)}; run wall {d['env']['wall_s']:.1f} s of a 6
 PY
 )
 {
-    echo "# AVX2 acceptance ($(date -u +%F), $(nproc) CPUs visible, cores $CORES)"
+    echo "# ${NAME/_/ } ($(date -u +%F), $(nproc) CPUs visible, cores $CORES)"
     echo
     echo "CPU: $cpu"
     echo
@@ -61,5 +65,5 @@ PY
     echo "$statuses"
     echo
     echo "Run by \`benchmarks/avx2_acceptance.sh\`; logs and results in \`$OUT\`."
-} > benchmarks/results/avx2_acceptance.md
+} > "benchmarks/results/$NAME.md"
 cat benchmarks/results/avx2_acceptance.md
