@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 
 from cosmobench.evaluate import evaluate_shape
+from cosmobench.shape_report import summarise
 from cosmobench.train import TrainConfig, fit, load_run, make_task
-
-sys.path.insert(0, str(Path(__file__).parent))
-from shape_science import summarise
 
 
 def main() -> None:
@@ -37,20 +34,34 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for augment in (False, True):
         out = args.work / "probe" / ("augment" if augment else "plain")
-        cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, lr_schedule="cosine",
-                          compile=True)
+        cfg = TrainConfig(
+            epochs=args.epochs, batch_size=32, lr=args.lr, lr_schedule="cosine", compile=True
+        )
         options = {"init_from": str(args.cnn_run), "augment": augment}
         if not (out / "model.pt").exists():
-            fit(make_task("cnn", None, options), args.work / "train.zarr", cfg, out,
-                resume=(out / "checkpoint.pt").exists(), progress=True)
+            fit(
+                make_task("cnn", None, options),
+                args.work / "train.zarr",
+                cfg,
+                out,
+                resume=(out / "checkpoint.pt").exists(),
+                progress=True,
+            )
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         model, _ = load_run(out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             s = summarise(evaluate_shape(model, args.work / "test.zarr", progress=False))
-        print(json.dumps({"augment": augment,
-                          "loss": [(r["epoch"], r["train_loss"], r["val_loss"]) for r in rows],
-                          "pull": s["pull"], "coverage": s["coverage"]}))
+        print(
+            json.dumps(
+                {
+                    "augment": augment,
+                    "loss": [(r["epoch"], r["train_loss"], r["val_loss"]) for r in rows],
+                    "pull": s["pull"],
+                    "coverage": s["coverage"],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

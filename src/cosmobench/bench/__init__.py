@@ -8,7 +8,8 @@ channels-last; the step wrapper ``cosmobench train --mode`` shares), ``hardware`
 CPU and GPU can do natively, theoretical peaks), ``workloads`` / ``generation`` (what one
 call is), ``peak`` (the roofline measured in the same run), ``meters`` (memory, energy),
 ``env`` (machine, versions, commit), ``maxbatch``, ``results`` (versioned schema),
-``series`` / ``figures`` / ``report`` (compare), ``runner`` (the sweep).
+``series`` / ``figures`` / ``report`` (compare), ``runner`` (the sweep); ``scaling`` /
+``scaling_report`` (the scaling measurements of ``benchmarks/scaling.py`` and their projection).
 """
 
 from cosmobench.bench.config import BenchConfig

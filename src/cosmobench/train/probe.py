@@ -1,0 +1,129 @@
+"""Short measurements that choose how to train on this machine, before a long run.
+
+* :func:`fastest_threads` -- torch threads: whichever of 1 and all cores makes eager CNN
+  training steps faster right now (on a loaded machine one thread often wins, since the
+  threads of an oversubscribed pool wait on each other);
+* :func:`bf16_check` -- does bf16 autocast leave the CNN's loss unchanged, and is it faster?
+  Mixed precision (Micikevicius et al. 2018, arXiv:1710.03740; bf16: Kalamkar et al. 2019,
+  arXiv:1905.12322) is taken only when both hold.
+
+Both time with :func:`cosmobench.train.make_train_step`, the step training runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["bf16_check", "fastest_threads"]
+
+
+def _steps_per_s(threads: int, batch: int, precision: str = "fp32", steps: int = 3) -> float:
+    from cosmobench.models import build_model
+    from cosmobench.train.step import make_optimizer, make_train_step
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = build_model("cnn", {})
+    step = make_train_step(net, make_optimizer(net), n_train=1000, precision=precision)
+    x, y = torch.randn(batch, 6, 64, 64), 0.3 * torch.randn(batch, 3)
+    step(x, y)
+    t0 = time.monotonic()
+    for _ in range(steps):
+        step(x, y)
+    return steps / (time.monotonic() - t0)
+
+
+def fastest_threads(batch_size: int, threads: int = 0) -> dict[str, Any]:
+    """Set torch's thread count: ``threads`` if given, else whichever of 1 and all cores
+    steps the CNN (eager, ``batch_size`` images) faster; returns what was chosen and how."""
+    cores = os.cpu_count() or 1
+    if threads:
+        torch.set_num_threads(threads)
+        return {"threads": threads, "how": "--threads"}
+    rates = {t: _steps_per_s(t, batch_size) for t in sorted({1, cores})}
+    best = max(rates, key=rates.get)
+    torch.set_num_threads(best)
+    return {
+        "threads": best,
+        "how": "measured (eager CNN steps/s)",
+        "steps_per_s": {str(k): round(v, 3) for k, v in rates.items()},
+    }
+
+
+def bf16_check(
+    train: Path,
+    *,
+    val_fraction: float,
+    batch_size: int,
+    seed: int = 0,
+    n: int = 512,
+    steps: int = 40,
+) -> dict[str, Any]:
+    """Does bf16 autocast keep the CNN's loss unchanged, and is it faster?
+
+    Same initial weights, same batches of ``n`` training galaxies of the store ``train``
+    (the training split of :func:`cosmobench.train.data.split_by_index`, arcsinh-scaled as in
+    training): the loss at initialisation under fp32 and bf16, then ``steps`` optimisation
+    steps in each precision and the loss of the result (evaluated in fp32 both times).
+    ``bf16_ok``: the losses agree within 1 % at initialisation and 5 % after training, and
+    the bf16 step is more than 5 % faster.
+    """
+    from cosmobench.models import build_model
+    from cosmobench.store import open_dataset
+    from cosmobench.train.data import split_by_index
+    from cosmobench.train.scaling import ArcsinhScaler
+    from cosmobench.train.step import autocast, make_optimizer, make_train_step
+
+    ds = open_dataset(train)
+    pos = split_by_index(ds.column("index"), val_fraction)[0][:n]
+    n = len(pos)
+    x = ds.tensor("noisy", index=pos)
+    x = ArcsinhScaler.fit(x)(x)
+    y = torch.from_numpy(np.stack([ds.column(c)[pos] for c in ("e1", "e2", "redshift")], 1))
+    torch.manual_seed(seed)
+    init = build_model("cnn", {})
+    b = batch_size
+
+    @torch.no_grad()
+    def mean_loss(model: torch.nn.Module, precision: str) -> float:
+        model.eval()
+        with autocast("cpu", precision):
+            out = (
+                sum(
+                    float(model.loss(x[i : i + b], y[i : i + b], n)) * len(x[i : i + b])
+                    for i in range(0, n, b)
+                )
+                / n
+            )
+        model.train()
+        return out
+
+    res: dict[str, Any] = {"n": n, "steps": steps, "batch_size": b}
+    res["init_loss"] = {p: mean_loss(init, p) for p in ("fp32", "bf16")}
+    for p in ("fp32", "bf16"):
+        model = copy.deepcopy(init)
+        step = make_train_step(model, make_optimizer(model), n_train=n, precision=p)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+        step(x[order[:b]], y[order[:b]])  # warm-up
+        t0 = time.monotonic()
+        for k in range(steps):
+            idx = order[(k * b) % (n - b) :][:b]
+            step(x[idx], y[idx])
+        res[f"{p}_step_s"] = (time.monotonic() - t0) / steps
+        res[f"{p}_trained_loss"] = mean_loss(model, "fp32")
+    i32, i16 = res["init_loss"]["fp32"], res["init_loss"]["bf16"]
+    t32, t16 = res["fp32_trained_loss"], res["bf16_trained_loss"]
+    res["init_rel_diff"] = abs(i16 - i32) / abs(i32)
+    res["trained_rel_diff"] = abs(t16 - t32) / max(abs(t32), 1e-3)
+    res["speedup"] = res["fp32_step_s"] / res["bf16_step_s"]
+    res["bf16_ok"] = bool(
+        res["init_rel_diff"] < 0.01 and res["trained_rel_diff"] < 0.05 and res["speedup"] > 1.05
+    )
+    return res
