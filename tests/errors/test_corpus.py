@@ -587,6 +587,40 @@ TOP = [
     C("top-help", "--help", 0, "simulate", stream="out"),
 ]
 
+SH = "shear {sim} --estimators truth --out {tmp}/s --no-progress"
+SHEAR = [
+    C("shear-not-a-shear-store", SH, E, "not a shear-test store", ("{tmp}/s/shear.json",)),
+    C(
+        "shear-store-missing",
+        "shear {tmp}/no.zarr --estimators truth --out {tmp}/s",
+        E,
+        "does not exist",
+        ("{tmp}/s/shear.json",),
+    ),
+    C(
+        "shear-store-text",
+        "shear {b[text]} --estimators truth --out {tmp}/s",
+        E,
+        "not a cosmobench",
+    ),
+    C(
+        "shear-store-missing-chunk",
+        "shear {b[missing_chunk]} --estimators truth --out {tmp}/s",
+        E,
+        "image files are missing",
+    ),
+    C("shear-store-codec", "shear {b[codec]} --estimators truth --out {tmp}/s", E, "codec"),
+    C("shear-out-file", "shear {sim} --estimators truth --out {b[text]}", E, "exists and is not a"),
+    C(
+        "shear-out-readonly",
+        "shear {sim} --estimators truth --out {ro}/s",
+        E,
+        "Read-only file system",
+    ),
+    C("shear-errors-unknown", SH + " --errors magic", E, "bootstrap"),
+    C("shear-no-estimator", "shear {sim} --estimators , --out {tmp}/s", E, "estimator"),
+]
+
 CASES = (
     SIMULATE
     + INSPECT
@@ -598,6 +632,7 @@ CASES = (
     + COMPARE
     + DEMO
     + TOP
+    + SHEAR
 )
 
 

@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from cosmobench.cli.app import app, console
-from cosmobench.errors import CosmobenchError
 
 __all__ = ["shear_command"]
 
@@ -51,10 +50,10 @@ def shear_command(
     import shlex
     import sys
 
+    from cosmobench.outputs import check_output
     from cosmobench.shear import ShearConfig, measure_shear, write_shear_report
 
-    if out.exists() and not out.is_dir():
-        raise CosmobenchError(f"--out {out} exists and is not a folder")
+    check_output(out, "dir", need_bytes=8 << 20)  # JSON, Markdown and one PNG
     cfg = ShearConfig(
         estimators=tuple(s.strip() for s in estimators.split(",") if s.strip()),
         metacal=metacal,
