@@ -59,6 +59,11 @@ class ShearConfig(Config):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not self.estimators:
+            raise CosmobenchError(
+                "no estimator given; name one or more of truth, ksb, regauss or a cnn/bnn "
+                "run folder, comma-separated"
+            )
         check_choice("errors", self.errors, ERROR_METHODS)
         for name in ("resamples", "blocks", "snr_bins", "size_bins", "samples", "block"):
             check_positive(name, getattr(self, name))
