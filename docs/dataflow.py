@@ -18,7 +18,7 @@ BOXES = {
     "store": (0.36, 0.80, "DATA.zarr\n(store.py: images\n+ columns, chunks)", "#e9ecef"),
     "train": (0.62, 0.80, "train cnn|bnn|vae|flow\n(train/: tasks, loop,\nmodels/)", "#cfe2ff"),
     "run": (0.88, 0.80, "RUN/\nconfig.json, model.pt,\nmetrics.jsonl", "#e9ecef"),
-    "eval": (0.88, 0.45, "evaluate\n(evaluate.py: RMSE,\nm/c, coverage)", "#cfe2ff"),
+    "eval": (0.88, 0.45, "evaluate\n(evaluate.py: RMSE,\nslope/offset, coverage)", "#cfe2ff"),
     "gen": (0.62, 0.45, "generate\n(generate/: flow →\ndecoder → counts)", "#cfe2ff"),
     "genstore": (0.36, 0.45, "GEN.zarr\n(kind=generation)", "#e9ecef"),
     "fid": (
@@ -29,6 +29,12 @@ BOXES = {
     ),
     "bench": (0.36, 0.12, "bench\n(bench/: workloads,\nmodes, timing)", "#cfe2ff"),
     "results": (0.62, 0.12, "results.json\n(env, spec, raw times)", "#e9ecef"),
+    "shear": (
+        0.10,
+        0.12,
+        "shear\n(shear/: paired ±g m, c,\nmetacalibration)",
+        "#cfe2ff",
+    ),
     "compare": (0.88, 0.12, "compare\n(report: the paper's\nfigures, V100/IPU)", "#cfe2ff"),
 }
 ARROWS = [
@@ -43,6 +49,8 @@ ARROWS = [
     ("store", "eval"),
     ("bench", "results"),
     ("results", "compare"),
+    ("store", "shear"),
+    ("run", "shear"),
 ]
 
 
@@ -83,9 +91,9 @@ def main(path: Path = PNG) -> Path:
             },
         )
     ax.text(
-        0.10,
-        0.12,
-        "bench times the same\ntraining step and sampler\nthe commands use",
+        0.36,
+        0.28,
+        "bench times the same training step\nand sampler the commands use",
         ha="center",
         va="center",
         fontsize=8,
