@@ -62,3 +62,37 @@ def tiny_dataset_factory(tmp_path_factory: pytest.TempPathFactory):
 def tiny_dataset(tiny_dataset_factory) -> Path:
     """A complete store of 128 builtin galaxies, seed 1234 (``cosmobench.store.open_dataset``)."""
     return tiny_dataset_factory(128, 1234)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``cosmobench ARGS...`` in-process; returns ``(exit_code, stdout, stderr)``."""
+    from cosmobench.cli import main
+
+    def run(*args: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _one_line_error(code: int, err: str) -> str:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def one_line_error():
+    """``one_line_error(code, stderr)``: assert a failed exit with one ``error:`` line, no
+    traceback; returns the line."""
+    return _one_line_error

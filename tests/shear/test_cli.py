@@ -2,33 +2,17 @@
 
 import json
 
-from cosmobench.cli import main
+
+def assert_error(line: str, code: int, needle: str) -> None:
+    assert code == 2 and needle in line, line
 
 
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def test_shear_end_to_end(shear_store, tmp_path, capsys):
+def test_shear_end_to_end(shear_store, tmp_path, cli):
     out = tmp_path / "out"
     args = ["shear", str(shear_store), "--estimators", "truth,regauss", "--out", str(out),
             "--metacal", "--metacal-galaxies", "2", "--resamples", "50",
             "--no-progress"]  # fmt: skip
-    code, stdout, err = run_cli(args, capsys)
+    code, stdout, err = cli(*args)
     assert code == 0, err
     d = json.loads((out / "shear.json").read_text())
     assert (out / "shear.md").exists() and (out / "shear.png").stat().st_size > 1000
@@ -43,28 +27,31 @@ def test_shear_end_to_end(shear_store, tmp_path, capsys):
     assert t["metacal"] is None and d["estimators"]["regauss"]["metacal"]["n_galaxies"] == 2
 
 
-def test_unknown_estimator(shear_store, tmp_path, capsys):
+def test_unknown_estimator(shear_store, tmp_path, cli, one_line_error):
     args = ["shear", str(shear_store), "--estimators", "truth,psfex", "--out", str(tmp_path)]
-    assert_one_line_error(*run_cli(args, capsys)[::2], "unknown estimator 'psfex'")
+    code, _, err = cli(*args)
+    assert_error(one_line_error(code, err), code, "unknown estimator 'psfex'")
 
 
-def test_not_a_shear_test_store(tiny_dataset, tmp_path, capsys):
+def test_not_a_shear_test_store(tiny_dataset, tmp_path, cli, one_line_error):
     args = ["shear", str(tiny_dataset), "--estimators", "truth", "--out", str(tmp_path)]
-    assert_one_line_error(*run_cli(args, capsys)[::2], "not a shear-test store")
+    code, _, err = cli(*args)
+    assert_error(one_line_error(code, err), code, "not a shear-test store")
 
 
-def test_run_of_the_wrong_kind(shear_store, tmp_path, capsys):
+def test_run_of_the_wrong_kind(shear_store, tmp_path, cli, one_line_error):
     from cosmobench.train import TrainConfig, fit, make_task
 
     run = tmp_path / "vae"
     fit(make_task("vae"), str(shear_store), TrainConfig(epochs=1, batch_size=8), run,
         progress=False)  # fmt: skip
-    capsys.readouterr()
     args = ["shear", str(shear_store), "--estimators", f"truth,{run}", "--out", str(tmp_path)]
-    assert_one_line_error(*run_cli(args, capsys)[::2], "vae")
+    code, _, err = cli(*args)
+    assert_error(one_line_error(code, err), code, "vae")
 
 
-def test_simulate_shear_test_cli_errors(tmp_path, capsys):
+def test_simulate_shear_test_cli_errors(tmp_path, cli, one_line_error):
     args = ["simulate", "--n", "4", "--shear-test", "0.02", "--chunk-size", "6",
             "--out", str(tmp_path / "x.zarr")]  # fmt: skip
-    assert_one_line_error(*run_cli(args, capsys)[::2], "multiple of 4")
+    code, _, err = cli(*args)
+    assert_error(one_line_error(code, err), code, "multiple of 4")

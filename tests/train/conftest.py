@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +24,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run ``cosmobench ARGS...`` in-process; returns ``(exit_code, stdout, stderr)``."""
-    from cosmobench.cli import main
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = int(e.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def _write_store(path: Path, n: int = 40, *, columns=("index", "e1", "e2", "redshift"),
@@ -70,15 +57,6 @@ def _tree(folder: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
-def _one_line_error(code: int, err: str) -> str:
-    assert code != 0
-    assert "Traceback" not in err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:")
-    return lines[0]
-
-
 @pytest.fixture(scope="session")
 def write_store():
     """``write_store(path, n=40, columns=..., images=..., nan_pixels=0, inf_labels=0,
@@ -92,8 +70,31 @@ def tree():
     return _tree
 
 
+
+
+def _kill_inside_an_epoch(run: Path, *argv: str) -> None:
+    """Run ``python -m cosmobench *argv`` training into ``run``, and SIGKILL it half a second
+    after its first epoch's checkpoint appears (inside the next epoch)."""
+    import torch
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen([sys.executable, "-m", "cosmobench", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "checkpoint.pt").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
 @pytest.fixture(scope="session")
-def one_line_error():
-    """``one_line_error(code, stderr)``: assert a failed exit with one ``error:`` line, no
-    traceback; returns the line."""
-    return _one_line_error
+def kill_inside_an_epoch():
+    """``kill_inside_an_epoch(run, *argv)``: a training subprocess killed (SIGKILL) inside
+    its second epoch, leaving the first epoch's checkpoint in ``run``."""
+    return _kill_inside_an_epoch

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -26,24 +21,13 @@ def _strip_times(path):
 
 
 @pytest.mark.slow
-def test_bnn_resumed_after_sigkill_matches_an_uninterrupted_run(tiny_dataset, tmp_path, cli):
+def test_bnn_resumed_after_sigkill_matches_an_uninterrupted_run(
+    tiny_dataset, tmp_path, cli, kill_inside_an_epoch
+):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cosmobench", "train", "bnn", "--data", str(tiny_dataset),
-         "--out", str(killed), *ARGS], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:  # wait for epoch 1's checkpoint, then kill the run inside epoch 2
-        deadline = time.monotonic() + 300
-        while not (killed / "checkpoint.pt").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(0.5)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    # epoch 1's checkpoint written, the run killed inside epoch 2
+    kill_inside_an_epoch(killed, "train", "bnn", "--data", str(tiny_dataset),
+                         "--out", str(killed), *ARGS)
     assert load_checkpoint(killed / "checkpoint.pt")["epoch"] < 2  # it was cut short
     assert not (killed / "model.pt").exists()
 

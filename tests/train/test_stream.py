@@ -286,9 +286,9 @@ def test_streaming_memory_is_bounded_by_the_window_not_the_store(tmp_path):
 
 
 @pytest.mark.slow
-def test_streamed_run_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, cli):
-    import signal
-    import time
+def test_streamed_run_killed_and_resumed_matches_an_uninterrupted_run(
+    tmp_path, cli, kill_inside_an_epoch
+):
 
     from cosmobench.files import load_checkpoint
 
@@ -309,34 +309,7 @@ def test_streamed_run_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, 
         "--no-progress",
     ]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cosmobench",
-            "train",
-            "bnn",
-            "--data",
-            str(path),
-            "--out",
-            str(killed),
-            *args,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not (killed / "checkpoint.pt").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(0.5)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_inside_an_epoch(killed, "train", "bnn", "--data", str(path), "--out", str(killed), *args)
     assert load_checkpoint(killed / "checkpoint.pt")["epoch"] < 3
     code, _, err = cli(
         "train",
