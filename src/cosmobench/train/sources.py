@@ -27,8 +27,6 @@ __all__ = [
     "load_shape_data",
     "stream_positions",
     "open_store",
-    "require_columns",
-    "require_images",
     "store_index",
     "finite_filter",
     "split_positions",
@@ -46,23 +44,6 @@ def open_store(path: str) -> Any:
     from cosmobench.store import open_dataset
 
     return open_dataset(path)
-
-
-def require_columns(ds: Any, path: str, needed: Mapping[str, str]) -> None:
-    """``needed`` maps column -> what asks for it (e.g. ``{"redshift": "target z"}``);
-    :func:`cosmobench.store.require` checks it."""
-    from cosmobench.store import require
-
-    require(ds, columns=needed)
-
-
-def require_images(ds: Any, path: str, names: Sequence[str], shape: tuple[int, int] | None) -> None:
-    """The store has the image arrays ``names`` and, if given, ``shape`` = (bands, pixels);
-    :func:`cosmobench.store.require` checks it."""
-    from cosmobench.store import require
-
-    bands, size = (None, None) if shape is None else shape
-    require(ds, images=names, bands=bands, stamp_size=size)
 
 
 def store_index(ds: Any) -> np.ndarray:
@@ -188,8 +169,11 @@ def load_shape_data(
 
     path = str(path)
     ds = open_store(path)
-    require_images(ds, path, ("noisy",), image_shape)
-    require_columns(ds, path, {c: "a target" for c in columns})
+    from cosmobench.store import require
+
+    bands, size = (None, None) if image_shape is None else image_shape
+    require(ds, images=("noisy",), bands=bands, stamp_size=size)  # images first, then targets
+    require(ds, columns={c: "a target" for c in columns})
     report: dict[str, Any] = {}
     index = store_index(ds)
     y = target_array(ds, columns)  # (N, T)

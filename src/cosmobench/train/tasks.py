@@ -28,6 +28,7 @@ from cosmobench import memory
 from cosmobench.config import Config
 from cosmobench.errors import CosmobenchError, check_choice
 from cosmobench.models.registry import MODEL_KINDS, SHAPE_KINDS
+from cosmobench.store import require
 from cosmobench.train.config import (
     TASK_OPTIONS,
     FlowOptions,
@@ -42,8 +43,6 @@ from cosmobench.train.sources import (
     apply_inplace,
     finite_filter,
     open_store,
-    require_columns,
-    require_images,
     split_positions,
     store_index,
 )
@@ -153,8 +152,9 @@ class Task(abc.ABC):
 # -------------------------------------------------------------------------------- data
 
 
-def _model_shape(model_config: Config) -> tuple[int, int]:
-    return int(model_config.in_channels), int(model_config.image_size)
+def _model_shape(model_config: Config) -> dict[str, int]:
+    """The bands and stamp size a model takes, as :func:`cosmobench.store.require` asks."""
+    return {"bands": int(model_config.in_channels), "stamp_size": int(model_config.image_size)}
 
 
 def _take(t: Tensor, pos: np.ndarray) -> Tensor:
@@ -188,9 +188,9 @@ class ShapeTask(Task):
         path, cfg, tc = self.cfg.data, self.model_config, self.cfg
         ds = open_store(path)
         columns = cfg.columns
-        require_images(ds, path, ("noisy",), _model_shape(cfg))
-        require_columns(ds, path, {c: f"target {t}" for t, c in zip(cfg.targets, columns,
-                                                                    strict=True)})
+        targets = {c: f"target {t}" for t, c in zip(cfg.targets, columns, strict=True)}
+        require(ds, images=("noisy",), **_model_shape(cfg))  # images first, then targets
+        require(ds, columns=targets)
         self._source = None
         if state is None and self.options.init_from:
             self._source = self._load_source()
@@ -285,7 +285,7 @@ class VAETask(Task):
         path, tc = self.cfg.data, self.cfg
         ds = open_store(path)
         names = ("noisy", "noiseless")
-        require_images(ds, path, names, _model_shape(self.model_config))
+        require(ds, images=names, **_model_shape(self.model_config))
         if self._data_mode(ds, names, state) == "stream":
             train_pos, val_pos, index = stream_positions(
                 path, ds, names, None, (), val_fraction=tc.val_fraction,
@@ -363,7 +363,7 @@ class FlowTask(Task):
                                   f"the VAE's latent space has {latent}")
         path, tc = self.cfg.data, self.cfg
         ds = open_store(path)
-        require_images(ds, path, ("noisy",), _model_shape(vae.config))
+        require(ds, images=("noisy",), **_model_shape(vae.config))
         vae, norm = vae.to(info.device), normalizer.to(info.device)
         if self._data_mode(ds, ("noisy",), state) == "stream":  # encode chunk by chunk
             from cosmobench.train.stream import read_chunks
