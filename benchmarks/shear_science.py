@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     if cached.get("config") == cfg.to_dict() and cached.get("store") == str(shear_store):
         result = cached
     else:
-        result = measure_shear(shear_store, cfg)
+        result = measure_shear(shear_store, cfg, resume_dir=args.work / "shear_estimates")
         write_json(cache, json.loads(json.dumps(result, default=float)))
     names = {
         "KSB": "ksb",

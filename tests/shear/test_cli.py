@@ -55,3 +55,44 @@ def test_simulate_shear_test_cli_errors(tmp_path, cli, one_line_error):
             "--out", str(tmp_path / "x.zarr")]  # fmt: skip
     code, _, err = cli(*args)
     assert_error(one_line_error(code, err), code, "multiple of 4")
+
+
+def test_killed_measurement_resumes_from_its_finished_blocks(shear_store, tmp_path, monkeypatch):
+    import numpy as np
+
+    from cosmobench.shear import ShearConfig, measure_shear, run
+
+    cfg = ShearConfig(estimators=("truth", "regauss"), metacal=True, metacal_galaxies=4,
+                      block=2, resamples=20)  # fmt: skip
+    whole = measure_shear(shear_store, cfg, progress=False)
+    calls = []
+    real = run.measure_block
+
+    def dies_after_two(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kill
+        calls.append(args[2:4])
+        return real(*args)
+
+    monkeypatch.setattr(run, "measure_block", dies_after_two)
+    units = tmp_path / "estimates"
+    try:
+        measure_shear(shear_store, cfg, progress=False, resume_dir=units)
+    except KeyboardInterrupt:
+        pass
+    assert len(list(units.glob("unit-*.npz"))) == 2
+    (units / "unit-000000006-000000008-0.npz").write_bytes(b"torn")  # never trusted
+    calls.clear()
+    monkeypatch.setattr(run, "measure_block", lambda *a: calls.append(a[2:4]) or real(*a))
+    resumed = measure_shear(shear_store, cfg, progress=False, resume_dir=units)
+    assert sorted(calls) == [(4, 6), (6, 8)]  # only what the kill left unmeasured
+    for name in ("regauss",):
+        a, b = whole["estimators"][name], resumed["estimators"][name]
+        assert np.allclose([a["m1"], a["c2"]], [b["m1"], b["c2"]], equal_nan=True)
+        assert a["metacal"]["m"] == b["metacal"]["m"] or np.isnan(a["metacal"]["m"])
+    calls.clear()
+    measure_shear(shear_store, cfg, progress=False, resume_dir=units)
+    assert calls == []  # all reused
+    changed = ShearConfig(**{**cfg.to_dict(), "seed": 1})  # another metacal noise: remeasure
+    measure_shear(shear_store, changed, progress=False, resume_dir=units)
+    assert len(calls) == 4

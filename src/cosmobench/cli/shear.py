@@ -3,7 +3,8 @@
 Measures the weak-lensing shear bias m, c of each estimator on a shear-test store
 (``cosmobench simulate --shear-test G``) with :func:`cosmobench.shear.measure_shear`,
 optionally with metacalibration, and writes ``DIR/shear.json``, ``shear.md`` and
-``shear.png``.
+``shear.png``. The per-block estimates are kept in ``DIR/estimates``: rerun the same
+command after a kill and only the missing blocks are measured.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def shear_command(
         workers=workers,
         seed=seed,
     )
-    result = measure_shear(store, cfg, progress=progress)
+    # finished blocks of estimates are kept in DIR/estimates: a killed run resumes
+    result = measure_shear(store, cfg, progress=progress, resume_dir=out / "estimates")
     command = "cosmobench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     paths = write_shear_report(result, out, command=command)
     for name, d in result["estimators"].items():

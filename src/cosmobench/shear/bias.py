@@ -8,7 +8,7 @@ sheared by :math:`\pm g` on one component *i*, each a 90° ring pair. With
 
     \Delta\hat e_k = \tfrac12\big(\hat e_i^{+,0} + \hat e_i^{+,90} - \hat e_i^{-,0}
     - \hat e_i^{-,90}\big), \qquad
-    1 + m_i = \frac{\sum_k \Delta\hat e_k}{\bar R_i \sum_k \Delta e_k},
+    1 + m_i = \frac{\sum_k \Delta\hat e_k}{\sum_k R_{k,i}\, \Delta e_k},
 
 summed over the galaxies sheared on component *i*, and
 :math:`c_i = \langle \hat e_i \rangle / \bar R_i - \langle e_i \rangle` over every image
@@ -19,9 +19,17 @@ the same galaxies, :math:`\sum_k \Delta e_k`, not :math:`2 g` times their number
 agree in expectation (the mean sheared ellipticity of an isotropic population is the
 shear, Seitz & Schneider 1997, A&A 318, 687), but the finite sample's residual
 :math:`-g\,\mathrm{Re}(e^2)` terms, which a two-member ring does not cancel, cancel here
-exactly; so the ``truth`` estimator gives m = c = 0 to rounding. :math:`\bar R_i` is 1 for
-a raw estimator and the mean metacalibration response (:mod:`cosmobench.shear.metacal`)
-for a calibrated one.
+exactly; so the ``truth`` estimator gives m = c = 0 to rounding. :math:`R_{k,i}` is 1 for
+a raw estimator and, for a calibrated one, galaxy *k*'s metacalibration response
+:math:`R_{ii}` (:mod:`cosmobench.shear.metacal`, mean of its four images). The denominator
+is then the signal the calibration predicts for the very galaxies measured; for a
+galaxy-independent response it is :math:`\bar R_i \sum_k \Delta e_k`, metacalibration's
+:math:`\langle\hat e\rangle/\langle R\rangle`. Galaxies differ in response far more than a
+shear test can resolve (a CNN's R spreads by ~0.5 at LSST depth); weighting each one's
+true signal by its own response cancels that spread, so the error of *m* is set by how
+well each galaxy's metacal response tracks its response to the applied shear, not by the
+population's spread of responses. In
+:math:`c_i`, :math:`\bar R_i` is the mean response over every galaxy.
 
 A galaxy is used only if the estimator (and its response) is finite, with |e| < 1, on all
 four images; the others count as failures (the cut is the same for the +g and −g
@@ -112,9 +120,11 @@ def _stats(s: GroupSums, w: np.ndarray) -> dict[str, np.ndarray]:
         for i, name in enumerate(_COMPS):
             sel = s.component == i
             num = w[:, sel] @ s.d_est[sel]
-            den = w[:, sel] @ s.d_true[sel]
-            out[f"m{name}"] = num / (rbar[:, i] * den) - 1.0
-            num_all += num / rbar[:, i]
+            # the signal the calibration predicts for these very galaxies (each one's own
+            # response times its true paired difference): their spread of responses cancels
+            den = w[:, sel] @ (s.r[sel, i] * s.d_true[sel])
+            out[f"m{name}"] = num / den - 1.0
+            num_all += num
             den_all += den
             out[f"c{name}"] = (w @ s.s_est[:, i]) / (n * rbar[:, i]) - (w @ s.s_true[:, i]) / n
             if s.calibrated:

@@ -3,8 +3,9 @@
 The store's galaxies are cut into blocks of ``block`` galaxies (4 images each); a block is
 measured by one worker process (or in this process), which reads its noisy stamps, makes
 the metacalibration images if asked (:mod:`cosmobench.shear.metacal`), runs each estimator
-on them (:mod:`cosmobench.shear.estimators`) and returns the estimates. The statistics
-(:mod:`cosmobench.shear.bias`) then run on the whole store in this process.
+on them (:mod:`cosmobench.shear.estimators`) and returns the estimates, which are kept on
+disk if asked (:mod:`cosmobench.shear.resume`: a killed measurement resumes). The
+statistics (:mod:`cosmobench.shear.bias`) then run on the whole store in this process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cosmobench.shear.bias import ERROR_METHODS, binned_bias, group_sums, shear_
 from cosmobench.shear.design import ShearDesign, load_design
 from cosmobench.shear.estimators import EstimatorSpec, Measurer, parse_estimators
 from cosmobench.shear.metacal import VARIANTS, Metacal, responses
+from cosmobench.shear.resume import UnitCache, unit_key
 
 __all__ = ["ShearConfig", "measure_shear", "measure_block"]
 
@@ -137,8 +139,18 @@ def measure_block(
 # ------------------------------------------------------------------------------ driver
 
 
-def measure_shear(store: str | Path, cfg: ShearConfig, *, progress: bool = True) -> dict[str, Any]:
+def measure_shear(
+    store: str | Path,
+    cfg: ShearConfig,
+    *,
+    progress: bool = True,
+    resume_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Shear biases of every estimator of ``cfg`` on the shear-test store ``store``.
+
+    With ``resume_dir``, every finished block of estimates is kept there
+    (:class:`~cosmobench.shear.resume.UnitCache`) and a rerun after a kill measures only
+    the blocks that are missing.
 
     Returns:
         The content of ``shear.json``: ``{"schema", "store", "g", "n_galaxies", "config",
@@ -167,9 +179,19 @@ def measure_shear(store: str | Path, cfg: ShearConfig, *, progress: bool = True)
             )
             if part[1] > part[0]
         ]
-        for (a, b), res in _run_units(
-            str(Path(store).resolve()), image_specs, units, cfg, progress
-        ):
+        path = str(Path(store).resolve())
+        cache = None
+        if resume_dir is not None:
+            cache = UnitCache(resume_dir, unit_key(path, ds, image_specs, cfg, n_mc))
+        names = [s.name for s in image_specs]
+        done, todo = [], []
+        for u in units:
+            hit = cache.get(u, names, ["raw", *VARIANTS] if u[2] else ["raw"]) if cache else None
+            if hit is None:
+                todo.append(u)
+            else:
+                done.append(((u[0], u[1]), hit))
+        for (a, b), res in [*done, *_run_units(path, image_specs, todo, cfg, progress, cache)]:
             for name, d in res.items():
                 raw[name][4 * a : 4 * b] = d["raw"]
                 for k in VARIANTS:
@@ -221,15 +243,21 @@ def _run_units(
     units: list[tuple[int, int, bool]],
     cfg: ShearConfig,
     progress: bool,
+    cache: UnitCache | None = None,
 ) -> Any:
-    """Yield ``((start, stop), estimates)`` per unit, in processes if ``cfg.workers > 1``."""
+    """Yield ``((start, stop), estimates)`` per unit, in processes if ``cfg.workers > 1``;
+    each finished unit is kept in ``cache`` before it is yielded."""
     from cosmobench.sim.run import _progress
 
+    if not units:
+        return
     total = sum(b - a for a, b, _ in units)
     with _progress(progress, total, 0, "measuring shear") as advance:
         if cfg.workers == 1 or len(units) == 1:
             for a, b, m in units:
                 n, res = measure_block(store, specs, a, b, m, cfg)
+                if cache is not None:
+                    cache.put((a, b, m), res)
                 advance(n)
                 yield (a, b), res
             return
@@ -238,12 +266,15 @@ def _run_units(
         pool = ProcessPoolExecutor(max_workers=min(cfg.workers, len(units)), mp_context=ctx)
         try:
             futures = {
-                pool.submit(measure_block, store, specs, a, b, m, cfg): (a, b) for a, b, m in units
+                pool.submit(measure_block, store, specs, a, b, m, cfg): (a, b, m)
+                for a, b, m in units
             }
             for fut in as_completed(futures):
                 n, res = fut.result()
+                if cache is not None:
+                    cache.put(futures[fut], res)
                 advance(n)
-                yield futures[fut], res
+                yield futures[fut][:2], res
         except mp.ProcessError:  # pragma: no cover
             raise CosmobenchError("a shear worker process died; rerun the command") from None
         finally:
