@@ -208,11 +208,9 @@ class ElementPReLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, *shape) -> (B, *shape)
         w = self.weight
-        if (
-            x.dim() == 4
-            and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)
-        ):  # lay the slopes out like the activations (C innermost) so the kernels vectorise
+        if x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1 and w.stride(0) != 1:
+            # channels innermost (channels-last, or a cropped view of it): lay the slopes out
+            # the same way, or the kernel walks two layouts at once and cannot vectorise
             w = w.permute(1, 2, 0).contiguous().permute(2, 0, 1)
         return element_prelu(x, w)
 
