@@ -80,14 +80,11 @@ def train(
     if (run / "model.pt").exists():
         return run
     cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        lr_schedule="cosine",
-        augment=True,
-        init_from=str(init_from or ""),
+        epochs=epochs, batch_size=args.batch_size, seed=args.seed, lr_schedule="cosine"
     )
-    fit(make_task(kind), data, cfg, run, resume=(run / "checkpoint.pt").exists(), progress=True)
+    options = {"augment": True, "init_from": str(init_from or "")}
+    resume = (run / "checkpoint.pt").exists()
+    fit(make_task(kind, None, options), data, cfg, run, resume=resume, progress=True)
     return run
 
 
