@@ -9,7 +9,7 @@ import torch
 
 from cosmobench.models import build_model
 from cosmobench.train import make_optimizer, make_train_step, model_loss
-from cosmobench.train.step import LossModule
+from cosmobench.train.step import LossModule, prefers_channels_last
 
 SMALL = {
     "cnn": {"image_size": 16, "filters": [4, 8]},
@@ -36,7 +36,8 @@ def test_step_is_one_adam_step_on_the_models_loss(kind, device):
     ref, start = copy.deepcopy(model), copy.deepcopy(model)
     x, y = _batch(kind, device)
     opt = make_optimizer(model, lr=1e-3)
-    step = make_train_step(model, opt, n_train=100)
+    # the reference's NCHW arithmetic (channels-last is checked against it below)
+    step = make_train_step(model, opt, n_train=100, channels_last=False)
 
     torch.manual_seed(5)  # the same BNN / VAE noise for both
     loss = step(x, y)
@@ -64,6 +65,33 @@ def test_step_is_one_adam_step_on_the_models_loss(kind, device):
     before.loss(x, y, 100).backward()
     for (name, p), q in zip(model.named_parameters(), before.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "vae"])
+def test_channels_last_step_computes_the_same_gradients(kind):
+    torch.manual_seed(0)
+    model = build_model(kind, SMALL[kind])
+    ref = copy.deepcopy(model)
+    x, y = _batch(kind, "cpu")
+    assert prefers_channels_last(model)  # the CPU default for these
+    losses = []
+    for net, cl in ((model, None), (ref, False)):
+        torch.manual_seed(5)  # the same VAE noise
+        # lr 0: the gradients are compared, not Adam's first step (which turns rounding
+        # differences of near-zero gradients into ±lr)
+        losses.append(make_train_step(net, make_optimizer(net, lr=0.0), n_train=100,
+                                      channels_last=cl)(x, y))  # fmt: skip
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_channels_last_only_where_it_is_faster():
+    assert not prefers_channels_last(build_model("bnn", SMALL["bnn"]))  # variational layers
+    assert not prefers_channels_last(build_model("flow", SMALL["flow"]))  # no convolution
 
 
 def test_bf16_autocasts_the_forward_but_keeps_fp32_weights():

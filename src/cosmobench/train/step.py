@@ -21,7 +21,14 @@ from torch import Tensor, nn
 from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import check_choice
 
-__all__ = ["make_optimizer", "make_train_step", "model_loss", "LossModule", "autocast"]
+__all__ = [
+    "make_optimizer",
+    "make_train_step",
+    "model_loss",
+    "LossModule",
+    "autocast",
+    "prefers_channels_last",
+]
 
 TrainStep = Callable[[Tensor, Tensor | None], Tensor]
 
@@ -104,12 +111,33 @@ def _aten_random_under_compile() -> None:
     inductor_config.fallback_random = True
 
 
+def prefers_channels_last(model: nn.Module) -> bool:
+    """Whether :func:`make_train_step` lays ``model`` out channels-last (NHWC) by default.
+
+    On the CPU, oneDNN's convolutions run in NHWC: an NCHW step reorders every activation
+    and weight gradient on the way in and out. Measured on 2 Xeon cores (AVX-512, one
+    thread), a CNN step costs 16 % less at batch 4 and 24 % less at batch 14 in
+    channels-last (``benchmarks/small_batch.py``). Not for the variational layers, whose
+    weight noise and KL are drawn and reduced over contiguous tensors (a BNN step doubled
+    in channels-last), not on accelerators (cuDNN picks its own layouts in fp32), and not
+    under ``DistributedDataParallel``, whose gradient buckets are laid out at wrapping.
+    """
+    from cosmobench.models.variational import VariationalLayer
+
+    if isinstance(model, nn.parallel.DistributedDataParallel) or _device_type(model) != "cpu":
+        return False
+    mods = list(model.modules())
+    has_conv = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in mods)
+    return has_conv and not any(isinstance(m, VariationalLayer) for m in mods)
+
+
 def make_train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     *,
     n_train: int,
     precision: str = "fp32",
+    channels_last: bool | None = None,
 ) -> TrainStep:
     """Build the exact optimisation step the trainer runs and the benchmark times.
 
@@ -120,6 +148,9 @@ def make_train_step(
         n_train: number of training examples (the ELBO's KL weight is ``1 / n_train``).
         precision: ``fp32``, or ``bf16`` to autocast the forward pass and loss to bfloat16
             (weights, gradients and the optimiser stay fp32).
+        channels_last: lay the model's 4-d weights and each batch of images out
+            channels-last (the same numbers to rounding); ``None``: where it is faster
+            (:func:`prefers_channels_last`). The model is converted in place.
 
     Returns:
         ``step(x, y) -> loss``: one step on batch ``(x, y)``; the loss is returned as a
@@ -136,8 +167,14 @@ def make_train_step(
     ctx_type = _device_type(model)
     n_train = int(n_train)
     _aten_random_under_compile()
+    if channels_last is None:
+        channels_last = prefers_channels_last(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # same Parameter objects: Adam keeps them
 
     def step(x: Tensor, y: Tensor | None) -> Tensor:
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
         with autocast(ctx_type, precision):
             loss = model_loss(model, x, y, n_train)
