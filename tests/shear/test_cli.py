@@ -93,6 +93,10 @@ def test_killed_measurement_resumes_from_its_finished_blocks(shear_store, tmp_pa
     calls.clear()
     measure_shear(shear_store, cfg, progress=False, resume_dir=units)
     assert calls == []  # all reused
+    more = ShearConfig(**{**cfg.to_dict(), "metacal_galaxies": 6})
+    measure_shear(shear_store, more, progress=False, resume_dir=units)
+    assert calls == [(4, 6)]  # metacalibrated now; the raw-only blocks are reused
+    calls.clear()
     changed = ShearConfig(**{**cfg.to_dict(), "seed": 1})  # another metacal noise: remeasure
     measure_shear(shear_store, changed, progress=False, resume_dir=units)
     assert len(calls) == 4

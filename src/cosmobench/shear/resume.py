@@ -6,10 +6,10 @@ six-band stamp) takes hours; a killed ``cosmobench shear`` must not start again 
 folder (``DIR/estimates`` for the CLI), written atomically, and answers them back on the
 next run if everything the estimates depend on is unchanged: the store (path, size and
 simulation config), the estimators (names, kinds, and the size and modification time of
-each file of a run folder), the seed, the BNN weight samples, the block size and the
-metacalibration settings. Anything else found there (another key, an unreadable or
-truncated file, wrong shapes) is measured again, never trusted; a changed key empties
-the folder first.
+each file of a run folder), the seed, the BNN weight samples and the block size; each
+file's name says its galaxies and whether they were metacalibrated. Anything else found
+there (another key, an unreadable or truncated file, wrong shapes) is measured again,
+never trusted; a changed key empties the folder first.
 
 The statistics are always recomputed from the estimates, so a changed statistic (error
 method, bins, resamples) reuses every measured block.
@@ -43,8 +43,10 @@ def _run_files(path: str | None) -> list[tuple[str, int, int]]:
     return out
 
 
-def unit_key(store: str, ds: Any, specs: list[Any], cfg: Any, n_metacal: int) -> dict[str, Any]:
-    """Everything a block's estimates depend on, as JSON-comparable data."""
+def unit_key(store: str, ds: Any, specs: list[Any], cfg: Any) -> dict[str, Any]:
+    """Everything a block's estimates depend on, as JSON-comparable data. Whether a block
+    was metacalibrated is in its file name, so measuring more galaxies with
+    metacalibration later reuses every raw block."""
     return json.loads(
         json.dumps(
             {
@@ -55,8 +57,6 @@ def unit_key(store: str, ds: Any, specs: list[Any], cfg: Any, n_metacal: int) ->
                 "seed": cfg.seed,
                 "samples": cfg.samples,
                 "block": cfg.block,
-                "metacal": bool(cfg.metacal),
-                "metacal_galaxies": int(n_metacal),
             },
             default=str,
         )

@@ -182,7 +182,7 @@ def measure_shear(
         path = str(Path(store).resolve())
         cache = None
         if resume_dir is not None:
-            cache = UnitCache(resume_dir, unit_key(path, ds, image_specs, cfg, n_mc))
+            cache = UnitCache(resume_dir, unit_key(path, ds, image_specs, cfg))
         names = [s.name for s in image_specs]
         done, todo = [], []
         for u in units:
