@@ -44,16 +44,19 @@ def test_blob_store_and_read(tmp_path):
 
 def test_last_rate_and_train_cmd(tmp_path):
     rows = [
-        {"epoch": 0, "images_per_s": None},
-        {"epoch": 1, "images_per_s": 10.0},
-        {"epoch": 2, "images_per_s": 12.5},
+        {"epoch": 0, "images_per_s": None},  # the validation before training
+        {"epoch": 1, "images": 100, "seconds": 20.0},  # warm-up: left out
+        {"epoch": 2, "images": 100, "seconds": 10.0},
+        {"epoch": 3, "images": 100, "seconds": 6.0},
     ]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    assert last_rate(tmp_path) == 12.5
-    cmd = train_cmd(tmp_path / "d.zarr", tmp_path / "out", 14, "stream")
+    assert last_rate(tmp_path) == 200 / 16  # all images of the later epochs over their time
+    cmd = train_cmd(tmp_path / "d.zarr", tmp_path / "out", 14, "stream", epochs=3, workers=0)
     assert cmd[:4] == ["-m", "cosmobench", "train", "cnn"]
     assert cmd[cmd.index("--batch-size") + 1] == "14"
     assert cmd[cmd.index("--data-mode") + 1] == "stream"
+    assert cmd[cmd.index("--loader-workers") + 1] == "0"
+    assert cmd[cmd.index("--epochs") + 1] == "3"
 
 
 def test_run_timed_raises_with_stderr():
@@ -130,3 +133,11 @@ def test_scaling_markdown():
     q = res["projection"][NVLINK]
     assert f"| {NVLINK} | {q['read_MB_per_s_needed']:.0f} |" in md
     assert md.count(f"| {IB} |") == 1 and md.endswith("\n")
+
+
+def test_scaling_markdown_with_both_loader_settings():
+    res = fake_result()
+    res["train"][0].update(stream0_images_per_s=39.0, stream0_over_memory=0.975)
+    res["projection"] = projection(res)
+    md = scaling_markdown(res, "python benchmarks/scaling.py --parts train")
+    assert "| 2 | 40.0 | 39.0 | 0.97 | 38.0 | 0.95 |" in md

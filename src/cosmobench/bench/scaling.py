@@ -126,14 +126,20 @@ def blob_store(path: Path, n: int, chunk: int, seed: int = 0) -> float:
 
 
 def last_rate(run_dir: Path) -> float:
-    """Images/s of the last epoch of a training run (its ``metrics.jsonl``)."""
+    """Images/s of a training run after its first epoch (which warms up): all the images of
+    the later epochs over their seconds (its ``metrics.jsonl``)."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return float(rows[-1]["images_per_s"])
+    rows = [r for r in rows if r.get("seconds")]
+    later = rows[1:] or rows
+    return sum(r["images"] for r in later) / sum(r["seconds"] for r in later)
 
 
-def train_cmd(data: Path, out: Path, batch: int, mode: str, epochs: int = 2) -> list[str]:
+def train_cmd(
+    data: Path, out: Path, batch: int, mode: str, epochs: int = 2, workers: int = 1
+) -> list[str]:
     """Arguments after ``python`` of ``cosmobench train cnn`` on ``data`` (no validation split,
-    ``mode`` ``memory`` or ``stream`` with a 128-galaxy shuffle buffer and 1 loader worker)."""
+    ``mode`` ``memory`` or ``stream`` with a 128-galaxy shuffle buffer and ``workers`` loader
+    processes)."""
     return [
         "-m",
         "cosmobench",
@@ -154,33 +160,40 @@ def train_cmd(data: Path, out: Path, batch: int, mode: str, epochs: int = 2) -> 
         "--shuffle-buffer",
         "128",
         "--loader-workers",
-        "1",
+        str(workers),
         "--no-progress",
     ]
 
 
-def bench_training(work: Path, data: Path, batches: tuple[int, ...], cores: int) -> list[dict]:
-    """CNN training in memory and streamed at each batch size: images/s of the second epoch
-    (the first warms up) and the ratio streamed / in memory."""
+def bench_training(
+    work: Path, data: Path, batches: tuple[int, ...], cores: int, epochs: int = 3
+) -> list[dict]:
+    """CNN training in memory and streamed (reading in the training process, and with one
+    loader process) at each batch size: images/s after the first epoch (which warms up),
+    and the ratios streamed / in memory. The three runs of a batch size are interleaved."""
     rows = []
+    variants = {"memory": ("memory", 0), "stream0": ("stream", 0), "stream1": ("stream", 1)}
     for b in batches:
         rates = {}
-        for mode in ("memory", "stream"):
-            out = work / f"train-{mode}-{b}"
-            run_timed([sys.executable, *train_cmd(data, out, b, mode)], cores)
-            rates[mode] = last_rate(out)
+        for name, (mode, workers) in variants.items():
+            out = work / f"train-{name}-{b}"
+            run_timed([sys.executable, *train_cmd(data, out, b, mode, epochs, workers)], cores)
+            rates[name] = last_rate(out)
             shutil.rmtree(out)
         rows.append(
             {
                 "batch_size": b,
                 "memory_images_per_s": rates["memory"],
-                "stream_images_per_s": rates["stream"],
-                "stream_over_memory": rates["stream"] / rates["memory"],
+                "stream0_images_per_s": rates["stream0"],
+                "stream_images_per_s": rates["stream1"],
+                "stream0_over_memory": rates["stream0"] / rates["memory"],
+                "stream_over_memory": rates["stream1"] / rates["memory"],
             }
         )
         print(
-            f"  train batch {b:2d}: memory {rates['memory']:7.1f}  stream "
-            f"{rates['stream']:7.1f} img/s  ratio {rows[-1]['stream_over_memory']:.2f}"
+            f"  train batch {b:2d}: memory {rates['memory']:7.1f}  stream (0 workers) "
+            f"{rates['stream0']:7.1f}  stream (1 worker) {rates['stream1']:7.1f} img/s  "
+            f"ratios {rows[-1]['stream0_over_memory']:.2f}, {rows[-1]['stream_over_memory']:.2f}"
         )
     return rows
 
