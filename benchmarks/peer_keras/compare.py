@@ -163,6 +163,10 @@ def main() -> None:
     args = ap.parse_args()
 
     modes, skipped = usable_modes([m.strip() for m in args.modes.split(",") if m.strip()])
+    # every point compiles anew (batch size, autocast on or off): past dynamo's default
+    # recompile limit (8) the later points would silently run eagerly
+    torch._dynamo.config.recompile_limit = 256
+    torch._dynamo.config.accumulated_recompile_limit = 4096
     torch.set_num_threads(args.threads)
     t_start = time.time()
     peer = PeerServer(args.peer_python, args.threads)
@@ -259,9 +263,10 @@ def markdown(meta: dict, rows: list[dict], derived: dict, args: argparse.Namespa
         "",
         f"{meta['cpu']} ({meta['capability']}), {args.threads} threads on both sides, "
         f"torch {meta['torch']}, TensorFlow {meta['tensorflow']} (the peer: Keras "
-        f"``train_on_batch``, a graph-compiled fp32 step; generation in a ``tf.function``); median of {args.repeats} "
-        f"steps ({args.gen_repeats} generations) after {args.warmup} warm-up; load average at "
-        f"the end {meta['load_average']}; {meta['seconds']:.0f} s in all.",
+        f"``train_on_batch``, a graph-compiled fp32 step; generation in a ``tf.function``); "
+        f"median of {args.repeats} steps ({args.gen_repeats} generations) after "
+        f"{args.warmup} warm-up; load average at the end {meta['load_average']}; "
+        f"{meta['seconds']:.0f} s in all.",
         "",
     ]
     for m, why in meta["modes_skipped"].items():

@@ -139,5 +139,7 @@ def test_scaling_markdown_with_both_loader_settings():
     res = fake_result()
     res["train"][0].update(stream0_images_per_s=39.0, stream0_over_memory=0.975)
     res["projection"] = projection(res)
+    res["parts_measured_last"] = ["train"]
     md = scaling_markdown(res, "python benchmarks/scaling.py --parts train")
     assert "| 2 | 40.0 | 39.0 | 0.97 | 38.0 | 0.95 |" in md
+    assert "This command measured train; the other sections are the previous" in md

@@ -162,25 +162,3 @@ def test_element_prelu_on_channels_last_activations():
     yc.sum().backward()
     assert act.weight.grad.shape == (3, 4, 5) and act.weight.grad.is_contiguous()
     torch.testing.assert_close(act.weight.grad, torch.where(x > 0, 0.0, x).sum(0))
-
-
-def test_element_prelu_keeps_its_nhwc_slopes_only_while_the_weight_is_unchanged():
-    import copy
-
-    from cosmobench.models.layers import ElementPReLU
-
-    act = ElementPReLU((3, 4, 4))
-    with torch.no_grad():
-        act.weight.uniform_(0.1, 0.5)
-    x = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        y1 = act(x)
-        kept = act._nhwc[1]
-        assert act(x) is not y1 and act._nhwc[1] is kept  # reused
-    torch.testing.assert_close(y1, torch.where(x > 0, x, act.weight * x))
-    with torch.no_grad():
-        act.weight.mul_(-1.0)  # an optimiser step, a loaded state dict ...
-        y2 = act(x)
-    assert act._nhwc[1] is not kept
-    torch.testing.assert_close(y2, torch.where(x > 0, x, act.weight * x))
-    assert copy.deepcopy(act)._nhwc is None and act._nhwc is not None  # the copy only

@@ -9,7 +9,7 @@ import torch
 
 from cosmobench.models import build_model
 from cosmobench.train import make_optimizer, make_train_step, model_loss
-from cosmobench.train.step import LossModule, prefers_channels_last
+from cosmobench.train.step import LossModule
 
 SMALL = {
     "cnn": {"image_size": 16, "filters": [4, 8]},
@@ -73,9 +73,8 @@ def test_channels_last_step_computes_the_same_gradients(kind):
     model = build_model(kind, SMALL[kind])
     ref = copy.deepcopy(model)
     x, y = _batch(kind, "cpu")
-    assert prefers_channels_last(model)  # the CPU default for these
     losses = []
-    for net, cl in ((model, None), (ref, False)):
+    for net, cl in ((model, True), (ref, False)):
         torch.manual_seed(5)  # the same VAE noise
         # lr 0: the gradients are compared, not Adam's first step (which turns rounding
         # differences of near-zero gradients into ±lr)
@@ -87,11 +86,6 @@ def test_channels_last_step_computes_the_same_gradients(kind):
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
     for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
-
-
-def test_channels_last_only_where_it_is_faster():
-    assert not prefers_channels_last(build_model("bnn", SMALL["bnn"]))  # variational layers
-    assert not prefers_channels_last(build_model("flow", SMALL["flow"]))  # no convolution
 
 
 def test_bf16_autocasts_the_forward_but_keeps_fp32_weights():

@@ -363,3 +363,19 @@ def test_memory_mode_on_a_store_too_large_says_to_stream(
         "--no-progress",
     )
     assert "--data-mode stream" in one_line_error(code, err)
+
+
+def test_loader_workers_default_reads_in_process_when_torch_takes_every_core(monkeypatch):
+    from cosmobench.errors import CosmobenchError
+    from cosmobench.train import TrainConfig
+    from cosmobench.train.stream import auto_loader_workers
+
+    assert TrainConfig().loader_workers == -1  # chosen per machine by fit()
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert auto_loader_workers(torch.device("cpu")) == 0  # a worker would preempt a thread
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert auto_loader_workers(torch.device("cpu")) == 1  # a core to spare
+    assert auto_loader_workers(torch.device("cuda")) == 1
+    with pytest.raises(CosmobenchError, match="loader workers must be an integer >= 0, or -1"):
+        TrainConfig(loader_workers=-2)

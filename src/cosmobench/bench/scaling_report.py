@@ -61,6 +61,14 @@ def scaling_markdown(res: dict[str, Any], cmd: str) -> str:
         f"Command: `{cmd}`; load average before {m['load_before']:.2f}, after "
         f"{m.get('load_after', float('nan')):.2f}. Made by `benchmarks/scaling.py`.",
         "",
+    ]
+    if res.get("parts_measured_last"):
+        L += [
+            f"This command measured {', '.join(res['parts_measured_last'])}; the other "
+            "sections are the previous full run's, on the same kind of machine.",
+            "",
+        ]
+    L += [
         "## Streamed vs in-memory training (CNN, images/s after the first epoch)",
         "",
     ]

@@ -183,11 +183,6 @@ def element_prelu(x: Tensor, weight: Tensor) -> Tensor:
     return _ElementPReLU.apply(x, weight.to(x.dtype))
 
 
-def _nhwc(w: Tensor) -> Tensor:
-    """A ``(C, H, W)`` tensor with C innermost in memory (same shape and values)."""
-    return w.permute(1, 2, 0).contiguous().permute(2, 0, 1)
-
-
 def element_prelu_reference(x: Tensor, weight: Tensor) -> Tensor:
     """The textbook form of :func:`element_prelu`, kept as the tests' reference."""
     return torch.where(x > 0, x, weight.to(x.dtype) * x)
@@ -210,29 +205,14 @@ class ElementPReLU(nn.Module):
     def __init__(self, shape: tuple[int, ...], init: float = 0.0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.full(tuple(shape), float(init)))
-        self._nhwc: tuple[tuple[int, int], Tensor] | None = None  # inference-time copy
 
     def forward(self, x: Tensor) -> Tensor:  # (B, *shape) -> (B, *shape)
         w = self.weight
         if x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1 and w.stride(0) != 1:
             # channels innermost (channels-last, or a cropped view of it): lay the slopes out
             # the same way, or the kernel walks two layouts at once and cannot vectorise
-            w = self._slopes_nhwc() if not torch.is_grad_enabled() else _nhwc(w)
+            w = w.permute(1, 2, 0).contiguous().permute(2, 0, 1)
         return element_prelu(x, w)
-
-    def _slopes_nhwc(self) -> Tensor:
-        """The slopes in channels-innermost layout, kept between calls without gradients
-        (generation decodes with the same slopes every batch; one galaxy's decode made
-        nine such copies) until the weight changes."""
-        w = self.weight
-        key = (w.data_ptr(), w._version)
-        if self._nhwc is None or self._nhwc[0] != key or self._nhwc[1].device != w.device:
-            self._nhwc = (key, _nhwc(w.detach()))
-        return self._nhwc[1]
-
-    def __getstate__(self) -> dict:
-        """Copies and pickles leave the kept layout copy behind (it is rebuilt on use)."""
-        return {**self.__dict__, "_nhwc": None}
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.weight.shape)}"

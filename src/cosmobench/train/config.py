@@ -97,7 +97,10 @@ class TrainConfig(Config):
             is shuffled too. Larger is closer to a full shuffle and costs
             ``(loader_workers + 2) x shuffle_buffer x 98 KB`` of memory per image array.
         loader_workers: streaming: background processes reading and decoding windows
-            ahead of training (0 = read in the training process).
+            ahead of training (0 = read in the training process); -1 (the default) picks
+            one: 0 on a CPU run whose torch threads take every core (a loader process
+            would preempt an OpenMP thread and stall the step's barriers), else 1
+            (:func:`cosmobench.train.stream.auto_loader_workers`).
     """
 
     data: str = ""
@@ -118,7 +121,7 @@ class TrainConfig(Config):
     time_limit: float = 0.0
     data_mode: str = "auto"
     shuffle_buffer: int = 4096
-    loader_workers: int = 1
+    loader_workers: int = -1
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)
@@ -133,7 +136,11 @@ class TrainConfig(Config):
         object.__setattr__(self, "compile", "compile" in self.mode)
         check_choice("data mode", self.data_mode, DATA_MODES)
         check_positive("shuffle buffer", self.shuffle_buffer)
-        check_positive("loader workers", self.loader_workers, strict=False)
+        if self.loader_workers < -1 or int(self.loader_workers) != self.loader_workers:
+            raise CosmobenchError(
+                f"loader workers must be an integer >= 0, or -1 to choose; got "
+                f"{self.loader_workers!r}"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise CosmobenchError(
                 f"validation fraction must be in [0, 1); got {self.val_fraction!r}"

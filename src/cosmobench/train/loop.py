@@ -47,6 +47,7 @@ from cosmobench.train.runs import (
     run_kind,
 )
 from cosmobench.train.step import LossModule, autocast, make_optimizer, make_train_step, model_loss
+from cosmobench.train.stream import auto_loader_workers
 from cosmobench.train.tasks import Task
 
 __all__ = ["fit", "TrainState", "Progress"]
@@ -83,6 +84,8 @@ def fit(
     if not cfg.data:
         raise CosmobenchError("no training data given (--data DATA)")
     info = init_distributed(cfg.device)
+    if cfg.loader_workers < 0:  # chosen here, and recorded, for this machine
+        cfg = cfg.replace(loader_workers=auto_loader_workers(info.device))
     try:
         return _Trainer(task, cfg, Path(out), info, progress=progress and info.is_main
                         ).run(resume)

@@ -27,7 +27,6 @@ __all__ = [
     "model_loss",
     "LossModule",
     "autocast",
-    "prefers_channels_last",
 ]
 
 TrainStep = Callable[[Tensor, Tensor | None], Tensor]
@@ -111,33 +110,13 @@ def _aten_random_under_compile() -> None:
     inductor_config.fallback_random = True
 
 
-def prefers_channels_last(model: nn.Module) -> bool:
-    """Whether :func:`make_train_step` lays ``model`` out channels-last (NHWC) by default.
-
-    On the CPU, oneDNN's convolutions run in NHWC: an NCHW step reorders every activation
-    and weight gradient on the way in and out. Measured on 2 Xeon cores (AVX-512, one
-    thread), a CNN step costs 16 % less at batch 4 and 24 % less at batch 14 in
-    channels-last (``benchmarks/small_batch.py``). Not for the variational layers, whose
-    weight noise and KL are drawn and reduced over contiguous tensors (a BNN step doubled
-    in channels-last), not on accelerators (cuDNN picks its own layouts in fp32), and not
-    under ``DistributedDataParallel``, whose gradient buckets are laid out at wrapping.
-    """
-    from cosmobench.models.variational import VariationalLayer
-
-    if isinstance(model, nn.parallel.DistributedDataParallel) or _device_type(model) != "cpu":
-        return False
-    mods = list(model.modules())
-    has_conv = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in mods)
-    return has_conv and not any(isinstance(m, VariationalLayer) for m in mods)
-
-
 def make_train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     *,
     n_train: int,
     precision: str = "fp32",
-    channels_last: bool | None = None,
+    channels_last: bool = False,
 ) -> TrainStep:
     """Build the exact optimisation step the trainer runs and the benchmark times.
 
@@ -149,8 +128,11 @@ def make_train_step(
         precision: ``fp32``, or ``bf16`` to autocast the forward pass and loss to bfloat16
             (weights, gradients and the optimiser stay fp32).
         channels_last: lay the model's 4-d weights and each batch of images out
-            channels-last (the same numbers to rounding); ``None``: where it is faster
-            (:func:`prefers_channels_last`). The model is converted in place.
+            channels-last (NHWC, oneDNN's own layout; the same gradients to rounding,
+            tested). The model is converted in place. Off by default: for the CNN on 2
+            Xeon cores (2 threads, interleaved, idle) NHWC was 9 % slower at batch 2 and
+            4 % at batch 4, 4–7 % faster at batch 8–14; a BNN step doubled (its weight
+            noise is drawn over contiguous tensors).
 
     Returns:
         ``step(x, y) -> loss``: one step on batch ``(x, y)``; the loss is returned as a
@@ -167,8 +149,6 @@ def make_train_step(
     ctx_type = _device_type(model)
     n_train = int(n_train)
     _aten_random_under_compile()
-    if channels_last is None:
-        channels_last = prefers_channels_last(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # same Parameter objects: Adam keeps them
 
