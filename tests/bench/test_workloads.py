@@ -159,3 +159,20 @@ def test_cuda_graph_step_trains(device, tiny_registry):
     res = run_bench(cfg, registry=tiny_registry, progress=False)
     assert all(r.status == "ok" for r in res.records), [(r.key, r.reason) for r in res.records]
     assert all(r.memory_kind == "cuda_max_allocated" for r in res.records)
+
+
+def test_channels_last_mode_lays_the_trained_model_out_nhwc(tiny_registry, monkeypatch):
+    real, seen = train_step.make_train_step, []
+
+    def spy(model, opt, **kw):
+        step = real(model, opt, **kw)
+        seen.append(model)
+        return step
+
+    monkeypatch.setattr(train_step, "make_train_step", spy)
+    ctx = BuildContext(device=torch.device("cpu"))
+    for mode, nhwc in ((Mode(channels_last=True), True), (Mode(), False)):
+        tiny_registry["train-cnn"].build(mode, 2, ctx)
+        conv = next(m for m in seen[-1].modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+        assert conv.weight.is_contiguous() is not nhwc

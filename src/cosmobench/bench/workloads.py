@@ -177,9 +177,14 @@ class TrainWorkload(_ShapeWorkload):
         torch.manual_seed(ctx.seed)
         model = self.make_model().to(dev).train()
         fmt = torch.channels_last if mode.channels_last else torch.contiguous_format
-        model = model.to(memory_format=fmt)
         opt = make_optimizer(model, capturable=mode.cudagraph)
-        step = make_train_step(model, opt, n_train=ctx.n_train, precision=mode.precision)
+        step = make_train_step(  # lays the model out channels-last when the mode says so
+            model,
+            opt,
+            n_train=ctx.n_train,
+            precision=mode.precision,
+            channels_last=mode.channels_last,
+        )
 
         pool_n = min(ctx.n_train, 1024) if ctx.protocol == "paper" else batch
         hx, hy = self._pool(model, ctx, max(pool_n, batch))

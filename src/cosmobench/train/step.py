@@ -21,13 +21,7 @@ from torch import Tensor, nn
 from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import check_choice
 
-__all__ = [
-    "make_optimizer",
-    "make_train_step",
-    "model_loss",
-    "LossModule",
-    "autocast",
-]
+__all__ = ["make_optimizer", "make_train_step", "model_loss", "LossModule", "autocast"]
 
 TrainStep = Callable[[Tensor, Tensor | None], Tensor]
 
