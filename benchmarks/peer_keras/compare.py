@@ -203,14 +203,14 @@ def main() -> None:
         )
 
     try:
-        for net in args.nets.split(","):
-            for b in (int(s) for s in args.batch_sizes.split(",")):
+        for net in filter(None, args.nets.split(",")):  # "" times no training
+            for b in (int(s) for s in filter(None, args.batch_sizes.split(","))):
                 pt = peer.ask(
                     op="train", net=net, batch=b, warmup=args.warmup, repeats=args.repeats
                 )
                 ot = {m: o.train(net, b, args.warmup, args.repeats) for m, o in ours.items()}
                 record(f"{net.upper()} train step, batch {b}", pt, ot, b)
-        for n in (int(s) for s in args.gen_sizes.split(",")):
+        for n in (int(s) for s in filter(None, args.gen_sizes.split(","))):
             warm = 1 if n >= 1000 else args.warmup
             pt = peer.ask(op="generate", n=n, warmup=warm, repeats=args.gen_repeats)
             ot = {m: o.generate(n, warm, args.gen_repeats) for m, o in ours.items()}

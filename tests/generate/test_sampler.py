@@ -150,3 +150,44 @@ def test_channels_last_decoder_gives_the_nchw_images():
         ref = norm.inverse(nchw.decode(z).clamp(0.0, float(np.nextafter(np.float32(1), 0))))
     assert x.is_contiguous()
     torch.testing.assert_close(x, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_bf16_batches_use_the_plain_convolution_decoder(models, monkeypatch):
+    """On the CPU in bf16, batches of 8 or more decode through the recast decoder (the
+    same function up to bf16 rounding); smaller ones through the VAE's own."""
+    vae, flow, norm = models
+    sampler = GalaxySampler(vae, flow, norm, precision="bf16", batch_size=16)
+    assert sampler._plain_decoder is not None
+    assert GalaxySampler(vae, flow, norm)._plain_decoder is None  # fp32: not used
+    calls = []
+    plain = sampler._plain_decoder
+    monkeypatch.setattr(sampler, "_plain_decoder", lambda z: calls.append(len(z)) or plain(z))
+    eps = torch.randn(20, 8)
+    x16 = sampler.from_noise(eps)  # batches of 16 and 4
+    assert calls == [16]
+    x32 = GalaxySampler(vae, flow, norm).from_noise(eps)
+    rel = (x16 - x32).norm() / x32.norm()
+    assert 0 < rel < 0.05
+
+
+def test_latents_in_flow_blocks_decoded_in_batches(models, monkeypatch):
+    """The flow samples blocks of up to max(batch_size, _FLOW_BATCH) galaxies (its passes'
+    overhead does not grow with the batch); the decoder takes batch_size at a time; the
+    images are the same as one batch's."""
+    import cosmobench.generate.sampler as sampler_module
+
+    vae, flow, norm = models
+    monkeypatch.setattr(sampler_module, "_FLOW_BATCH", 5)
+    sampler = GalaxySampler(vae, flow, norm, batch_size=2)
+    sizes: dict[str, list[int]] = {"latents": [], "decode": []}
+    for name in sizes:
+        fn = getattr(sampler, name)
+        monkeypatch.setattr(
+            sampler, name, lambda z, fn=fn, name=name: sizes[name].append(len(z)) or fn(z)
+        )
+    eps = torch.randn(12, 8)
+    z, x = sampler.sample_noise(eps)
+    assert sizes == {"latents": [5, 5, 2], "decode": [2, 2, 1, 2, 2, 1, 2]}
+    z1, x1 = GalaxySampler(vae, flow, norm, batch_size=100).sample_noise(eps)
+    torch.testing.assert_close(z, z1, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x, x1, rtol=1e-5, atol=1e-3)

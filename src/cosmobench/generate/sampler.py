@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import CosmobenchError, check_choice, check_positive
 from cosmobench.generate.maf import FastMAF
+from cosmobench.models.deconv import inference_decoder
 
 __all__ = ["GalaxySampler", "galaxy_seeds", "galaxy_noise", "PRECISIONS"]
 
@@ -39,6 +40,10 @@ __all__ = ["GalaxySampler", "galaxy_seeds", "galaxy_noise", "PRECISIONS"]
 # normalisation (artanh) is infinite. Clamping the decoded value into [0, 1) is the
 # documented choice that keeps every pixel finite and non-negative.
 _BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+# Most galaxies whose latents are drawn in one flow call (not under CUDA graphs).
+_FLOW_BATCH = 1024
+# Smallest batch decoded by the plain-convolution decoder (bf16 on the CPU).
+_PLAIN_MIN_BATCH = 8
 
 
 def galaxy_seeds(seed: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -128,6 +133,19 @@ class GalaxySampler:
             # reorders of NCHW: 26 % less CPU time per decoded batch of 32, 13 % for one
             # galaxy (benchmarks/small_batch.py); the same numbers to rounding (tested)
             self.vae.to(memory_format=torch.channels_last)
+        # bf16 on the CPU: oneDNN's stride-2 transposed convolutions run at a fraction of a
+        # plain convolution's rate; the same decoder recast as plain convolutions
+        # (cosmobench.models.deconv) decodes a batch of 32 about a fifth faster there, and
+        # one galaxy a few per cent slower (benchmarks/results/decoder_deconv.md).
+        self._plain_decoder: nn.Module | None = None
+        decoder = getattr(self.vae, "decoder", None)  # logits, as VAE.decode_logits
+        if (
+            self.device.type == "cpu"
+            and precision == "bf16"
+            and decoder is not None
+            and hasattr(self.vae, "decode_logits")
+        ):
+            self._plain_decoder = inference_decoder(decoder)
         self.normalizer = normalizer.to(self.device).eval()
         self.zflow = getattr(flow, "flow", flow).to(self.device).eval()
         with torch.inference_mode():
@@ -178,10 +196,24 @@ class GalaxySampler:
             raise CosmobenchError(
                 f"base noise must have shape (n, {self.features}); got {tuple(eps.shape)}"
             )
-        parts = [
-            self._batch(eps[i : i + self.batch_size])
-            for i in range(0, eps.shape[0], self.batch_size)
-        ]
+        if self.cuda_graph:  # one captured graph per batch: flow and decoder together
+            parts = [
+                self._graph_batch(eps[i : i + self.batch_size])
+                for i in range(0, eps.shape[0], self.batch_size)
+            ]
+        else:
+            # The flow's autoregressive passes cost the same few microseconds of dispatch
+            # whatever the batch, so latents are drawn in blocks of up to _FLOW_BATCH
+            # galaxies (on 2 Xeon cores: 0.6 ms a galaxy at 32, 0.2 at 1,024) and decoded
+            # in batches of ``batch_size``.
+            parts = []
+            flow_batch = max(self.batch_size, _FLOW_BATCH)
+            for i in range(0, eps.shape[0], flow_batch):
+                z = self.latents(eps[i : i + flow_batch])
+                parts += [
+                    (z[j : j + self.batch_size], self.decode(z[j : j + self.batch_size]))
+                    for j in range(0, z.shape[0], self.batch_size)
+                ]
         if len(parts) == 1:
             return parts[0]
         return torch.cat([z for z, _ in parts]), torch.cat([x for _, x in parts])
@@ -209,6 +241,8 @@ class GalaxySampler:
 
     def _decode_eager(self, z: Tensor) -> Tensor:
         logits = getattr(self.vae, "decode_logits", None)
+        if self._plain_decoder is not None and z.shape[0] >= _PLAIN_MIN_BATCH:
+            logits = self._plain_decoder
         with self._autocast():
             y = self.vae.decode(z) if logits is None else logits(z)  # (B, 6, H, W)
         # The sigmoid runs in fp32 even under bf16 autocast: bf16 has 8 bits of mantissa, and
@@ -218,11 +252,9 @@ class GalaxySampler:
         # electrons per pixel, in the usual (NCHW-contiguous) layout whatever the decoder's
         return self.normalizer.inverse(y).clamp_(min=0.0).contiguous()
 
-    def _batch(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+    def _graph_batch(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """Latents and images of one batch by replaying its captured CUDA graph."""
         with torch.inference_mode():
-            if not self.cuda_graph:
-                z = self.latents(eps)
-                return z, self._decode(z)
             graph, buf, out = self._graph(eps.shape[0])
             buf.nat.copy_(eps)
             graph.replay()

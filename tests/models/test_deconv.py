@@ -1,0 +1,83 @@
+"""Transposed convolutions recast as plain ones (cosmobench.models.deconv): same function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cosmobench.models import VAE, VAEConfig
+from cosmobench.models.deconv import FlippedConv, SubPixelConv, inference_decoder
+from cosmobench.models.layers import SameConvTranspose2d
+
+
+def _perturbed(layer: nn.Module, seed: int = 0, scale: float = 1.0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+    return layer
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (8, 8)])
+def test_subpixel_equals_the_stride_2_transposed_convolution(size, channels_last):
+    layer = _perturbed(SameConvTranspose2d(5, 7, 3, 2))
+    x = torch.randn(2, 5, *size)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref, got = layer(x), SubPixelConv(layer)(x)
+    assert got.shape == ref.shape == (2, 7, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_every_output_phase_uses_its_own_taps():
+    """A single input pixel spreads to the 3x3 block of its transposed kernel (cropped)."""
+    layer = SameConvTranspose2d(1, 1, 3, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(1.0, 10.0).view(1, 1, 3, 3))
+        layer.bias.zero_()
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 1] = 1.0
+    with torch.no_grad():
+        y = SubPixelConv(layer)(x)[0, 0]
+    expect = torch.zeros(8, 8)
+    expect[2:5, 2:5] = torch.arange(1.0, 10.0).view(3, 3)
+    torch.testing.assert_close(y, expect)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_flipped_conv_equals_the_stride_1_transposed_convolution(kernel):
+    layer = _perturbed(SameConvTranspose2d(4, 6, kernel, 1))
+    x = torch.randn(3, 4, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(FlippedConv(layer)(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_decoder_decodes_as_the_vae_and_leaves_it_alone():
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(latent=8, filters=(4, 4, 8, 8), hidden=16)).eval()
+    _perturbed(vae.decoder, seed=1, scale=0.3)
+    fast = inference_decoder(vae.decoder)
+    kinds = [type(m).__name__ for m in fast]
+    assert kinds.count("SubPixelConv") == 4 and kinds.count("FlippedConv") == 4
+    assert not any(isinstance(m, SameConvTranspose2d) for m in fast.modules())
+    assert sum(isinstance(m, SameConvTranspose2d) for m in vae.decoder) == 8  # a copy
+    assert list(fast.parameters()) == [p for n, p in fast.named_parameters()]  # no new ones
+    n_derived = sum(p.numel() for p in fast.parameters())
+    n_kept = sum(p.numel() for m in vae.decoder if not isinstance(m, SameConvTranspose2d)
+                 for p in m.parameters())  # fmt: skip
+    assert n_derived == n_kept  # the recast kernels are buffers, not trainable parameters
+    z = torch.randn(5, 8)
+    with torch.no_grad():
+        got, ref = fast(z), vae.decode_logits(z)
+    assert ref.std() > 1.0  # a decoder that does something
+    assert ((got - ref).norm() / ref.norm()) < 1e-5  # the same sums, in another order
+
+
+def test_wrong_layers_are_refused():
+    with pytest.raises(ValueError, match="stride-2 3x3"):
+        SubPixelConv(SameConvTranspose2d(2, 2, 3, 1))
+    with pytest.raises(ValueError, match="stride-1"):
+        FlippedConv(SameConvTranspose2d(2, 2, 3, 2))
