@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--n-train", type=int, default=768, help="galaxies of the training store")
     ap.add_argument(
+        "--train-repeats",
+        type=int,
+        default=1,
+        help="rounds of the three interleaved training runs per batch size (medians)",
+    )
+    ap.add_argument(
         "--parts",
         default=",".join(PARTS),
         help=f"comma-separated among {', '.join(PARTS)}; the others are kept from the "
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"store of {n_train} galaxies in {work}")
         runs = {
             "read": lambda: bench_read(data, n_train, write_s),
-            "train": lambda: bench_training(work, data, batches, cores),
+            "train": lambda: bench_training(work, data, batches, cores, repeats=args.train_repeats),
             "ddp": lambda: bench_ddp(work, data, cores),
             "simulate": lambda: bench_simulate(work, 64 if q else 384),
             "generate": lambda: bench_generate(work, data, 64 if q else 512, cores),
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         res["parts_measured_last"] = parts
     if args.n_train != 768 and not q:
         cmd += f" --n-train {args.n_train}"
+    if args.train_repeats != 1:
+        cmd += f" --train-repeats {args.train_repeats}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps({"command": cmd, **res}, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(scaling_markdown(res, cmd))

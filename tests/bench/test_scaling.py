@@ -143,3 +143,38 @@ def test_scaling_markdown_with_both_loader_settings():
     md = scaling_markdown(res, "python benchmarks/scaling.py --parts train")
     assert "| 2 | 40.0 | 39.0 | 0.97 | 38.0 | 0.95 |" in md
     assert "This command measured train; the other sections are the previous" in md
+
+
+def test_scaling_markdown_with_rounds():
+    res = fake_result()
+    res["train"][0].update(
+        repeats=2,
+        stream0_images_per_s=39.0,
+        stream0_over_memory=0.975,
+        stream0_over_memory_each=[0.95, 1.0],
+        stream_over_memory_each=[0.9, 1.0],
+    )
+    res["projection"] = projection(res)
+    md = scaling_markdown(res, "python benchmarks/scaling.py --parts train --train-repeats 2")
+    assert "| 2 | 40.0 | 39.0 | 0.97 (0.95, 1.00) | 38.0 | 0.95 (0.90, 1.00) |" in md
+    assert "2 rounds of them" in md
+    assert "Mean ratio over the batch sizes: 0.97 (0 workers), 0.95 (1 worker)." in md
+
+
+def test_bench_training_interleaves_rounds_and_takes_medians(monkeypatch, tmp_path):
+    """Each round runs memory, stream (0 workers), stream (1 worker) back to back; rates are
+    medians over rounds, ratios medians of each round's own ratio."""
+    import cosmobench.bench.scaling as sc
+
+    order, rates = [], iter([10.0, 9.0, 8.0, 20.0, 19.0, 10.0, 30.0, 30.0, 30.0])
+    monkeypatch.setattr(sc, "run_timed", lambda cmd, threads: order.append(cmd) or 0.0)
+    monkeypatch.setattr(sc, "last_rate", lambda out: next(rates))
+    monkeypatch.setattr(sc.shutil, "rmtree", lambda path: None)
+    (row,) = sc.bench_training(tmp_path, tmp_path / "d.zarr", (4,), 2, repeats=3)
+    modes = [(c[c.index("--data-mode") + 1], c[c.index("--loader-workers") + 1]) for c in order]
+    assert modes == [("memory", "0"), ("stream", "0"), ("stream", "1")] * 3
+    assert row["memory_images_per_s"] == 20.0 and row["stream0_images_per_s"] == 19.0
+    assert row["stream0_over_memory_each"] == [0.9, 0.95, 1.0]
+    assert row["stream0_over_memory"] == 0.95
+    assert row["stream_over_memory"] == pytest.approx(0.8)  # median of 0.8, 0.5, 1.0
+    assert row["repeats"] == 3

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -166,34 +167,50 @@ def train_cmd(
 
 
 def bench_training(
-    work: Path, data: Path, batches: tuple[int, ...], cores: int, epochs: int = 3
+    work: Path,
+    data: Path,
+    batches: tuple[int, ...],
+    cores: int,
+    epochs: int = 3,
+    repeats: int = 1,
 ) -> list[dict]:
     """CNN training in memory and streamed (reading in the training process, and with one
     loader process) at each batch size: images/s after the first epoch (which warms up),
-    and the ratios streamed / in memory. The three runs of a batch size are interleaved."""
+    and the ratios streamed / in memory. The three runs of a batch size are interleaved,
+    ``repeats`` rounds of them; each rate is the median over the rounds and each ratio the
+    median of the rounds' own ratios (a round's runs are minutes apart, not a repeat's)."""
     rows = []
     variants = {"memory": ("memory", 0), "stream0": ("stream", 0), "stream1": ("stream", 1)}
     for b in batches:
-        rates = {}
-        for name, (mode, workers) in variants.items():
-            out = work / f"train-{name}-{b}"
-            run_timed([sys.executable, *train_cmd(data, out, b, mode, epochs, workers)], cores)
-            rates[name] = last_rate(out)
-            shutil.rmtree(out)
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(repeats):
+            for name, (mode, workers) in variants.items():
+                out = work / f"train-{name}-{b}"
+                cmd = [sys.executable, *train_cmd(data, out, b, mode, epochs, workers)]
+                run_timed(cmd, cores)
+                rates[name].append(last_rate(out))
+                shutil.rmtree(out)
+        each0 = [s / m for s, m in zip(rates["stream0"], rates["memory"], strict=True)]
+        each1 = [s / m for s, m in zip(rates["stream1"], rates["memory"], strict=True)]
         rows.append(
             {
                 "batch_size": b,
-                "memory_images_per_s": rates["memory"],
-                "stream0_images_per_s": rates["stream0"],
-                "stream_images_per_s": rates["stream1"],
-                "stream0_over_memory": rates["stream0"] / rates["memory"],
-                "stream_over_memory": rates["stream1"] / rates["memory"],
+                "repeats": repeats,
+                "memory_images_per_s": statistics.median(rates["memory"]),
+                "stream0_images_per_s": statistics.median(rates["stream0"]),
+                "stream_images_per_s": statistics.median(rates["stream1"]),
+                "stream0_over_memory": statistics.median(each0),
+                "stream_over_memory": statistics.median(each1),
+                "stream0_over_memory_each": each0,
+                "stream_over_memory_each": each1,
             }
         )
         print(
-            f"  train batch {b:2d}: memory {rates['memory']:7.1f}  stream (0 workers) "
-            f"{rates['stream0']:7.1f}  stream (1 worker) {rates['stream1']:7.1f} img/s  "
-            f"ratios {rows[-1]['stream0_over_memory']:.2f}, {rows[-1]['stream_over_memory']:.2f}"
+            f"  train batch {b:2d}: memory {rows[-1]['memory_images_per_s']:7.1f}  stream "
+            f"(0 workers) {rows[-1]['stream0_images_per_s']:7.1f}  stream (1 worker) "
+            f"{rows[-1]['stream_images_per_s']:7.1f} img/s  ratios "
+            f"{', '.join(f'{r:.2f}' for r in each0)} (0 workers); "
+            f"{', '.join(f'{r:.2f}' for r in each1)} (1 worker)"
         )
     return rows
 

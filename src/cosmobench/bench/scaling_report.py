@@ -73,20 +73,35 @@ def scaling_markdown(res: dict[str, Any], cmd: str) -> str:
         "",
     ]
     if res["train"] and "stream0_images_per_s" in res["train"][0]:
+        rounds = res["train"][0].get("repeats", 1)
         L += [
             "Streamed with the windows read in the training process (0 loader workers) and "
-            "by one loader process; the three runs of a batch size one after another.",
+            "by one loader process; the three runs of a batch size one after another"
+            + (
+                f", {rounds} rounds of them: rates are medians over the rounds and each ratio "
+                "the median of the rounds' ratios (each round's in brackets)."
+                if rounds > 1
+                else "."
+            ),
             "",
             "| batch | in memory | streamed, 0 workers | / memory | streamed, 1 worker "
             "| / memory |",
             "|---|---|---|---|---|---|",
         ]
         for r in res["train"]:
+            each0 = _rounds(r.get("stream0_over_memory_each"))
+            each1 = _rounds(r.get("stream_over_memory_each"))
             L.append(
                 f"| {r['batch_size']} | {r['memory_images_per_s']:.1f} | "
-                f"{r['stream0_images_per_s']:.1f} | {r['stream0_over_memory']:.2f} | "
-                f"{r['stream_images_per_s']:.1f} | {r['stream_over_memory']:.2f} |"
+                f"{r['stream0_images_per_s']:.1f} | {r['stream0_over_memory']:.2f}{each0} | "
+                f"{r['stream_images_per_s']:.1f} | {r['stream_over_memory']:.2f}{each1} |"
             )
+        means = [
+            sum(r[k] for r in res["train"]) / len(res["train"])
+            for k in ("stream0_over_memory", "stream_over_memory")
+        ]
+        L += ["", f"Mean ratio over the batch sizes: {means[0]:.2f} (0 workers), "
+              f"{means[1]:.2f} (1 worker)."]  # fmt: skip
     else:  # results of the first version (one loader worker only)
         L += ["| batch | in memory | streamed | streamed / memory |", "|---|---|---|---|"]
         for r in res["train"]:
@@ -174,3 +189,10 @@ def scaling_markdown(res: dict[str, Any], cmd: str) -> str:
         )
     L += ["", "Reading: see docs/scaling.md for what these numbers imply."]
     return "\n".join(L) + "\n"
+
+
+def _rounds(ratios: list[float] | None) -> str:
+    """`` (a, b, ...)``: each round's ratio, when there was more than one round."""
+    if not ratios or len(ratios) < 2:
+        return ""
+    return " (" + ", ".join(f"{x:.2f}" for x in ratios) + ")"
