@@ -9,11 +9,30 @@ import pytest
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "shear_science.py"
 
 
-@pytest.mark.slow
-def test_shear_science_script_runs_every_stage(tmp_path):
+def _script():
     spec = importlib.util.spec_from_file_location("shear_science", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_stage_times_keep_the_time_of_the_run_that_did_the_work(tmp_path):
+    mod = _script()
+    path = tmp_path / "t.json"
+    path.write_text('{"simulate": null}')
+    times = mod.StageTimes(path)
+    assert times.record("train", 120.0) == 120.0
+    again = mod.StageTimes(path)  # a rerun: training reused in 2 s
+    assert again.record("train", 2.0) == 120.0
+    assert again.record("train", 300.0) == 300.0  # it trained again
+    assert again.record("simulate", 3.0) is None  # made by an untimed run
+    assert again.record("measure", 4.0) == 4.0  # first time: what it took
+    assert mod._took(None) == "made earlier" and mod._took(61.4) == "61 s"
+
+
+@pytest.mark.slow
+def test_shear_science_script_runs_every_stage(tmp_path):
+    mod = _script()
     args = ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"),
             "--n-train", "40", "--n-shear", "6", "--metacal-galaxies", "2",
             "--epochs", "1", "1", "--batch-size", "8", "--samples", "1",
