@@ -63,3 +63,13 @@ def test_config_checks():
 def test_not_a_shear_store(tiny_dataset):
     with pytest.raises(CosmobenchError, match="not a shear-test store"):
         load_design(open_dataset(tiny_dataset))
+
+
+def test_progress_counts_images_of_a_shear_test(tmp_path, capsys):
+    """A shear-test store's progress counts images (4 per galaxy), and says so."""
+    from cosmobench.sim import simulate
+
+    cfg = SimConfig(n=2, seed=5, shear_test=0.02, measure=False, chunk_size=4)
+    simulate(cfg, tmp_path / "s.zarr", progress=True)
+    err = capsys.readouterr().err
+    assert "8/8" in err and "images" in err and "galaxies" not in err

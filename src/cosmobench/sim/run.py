@@ -322,7 +322,8 @@ def _run(
         writer.chunk_range(k)[1] - writer.chunk_range(k)[0] for k in pending
     )
     cfg_json = json.dumps(cfg.to_dict())
-    with _progress(progress, cfg.n_images, done_rows, f"simulating {out.name}") as advance:
+    unit = "galaxies" if cfg.n_images == cfg.n else "images"  # a shear test: 4 per galaxy
+    with _progress(progress, cfg.n_images, done_rows, f"simulating {out.name}", unit) as advance:
         if client is not None:
             futures = client.map(
                 _simulate_chunk,
@@ -444,7 +445,7 @@ def _dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def _progress(
-    enabled: bool, total: int, completed: int, label: str
+    enabled: bool, total: int, completed: int, label: str, unit: str = "galaxies"
 ) -> Iterator[Callable[[int], None]]:
     if not enabled:
         yield lambda rows: None
@@ -462,7 +463,7 @@ def _progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("galaxies"),
+        TextColumn(unit),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
