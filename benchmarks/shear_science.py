@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     hsm = measure_hsm(base, args) if args.n_shear_hsm else None
     result["checks"] = checks(result, names, hsm)
     result["timings_s"] = stages.times
+    earlier = args.results / f"{NAME}.json"  # remarks written by hand survive a rerun
+    if earlier.exists():
+        result["remarks"] = json.loads(earlier.read_text()).get("remarks", [])
     result["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     result["env"] = capture_env(torch.device("cpu"), command=sys.argv)
     paths = write_shear_report(
@@ -212,17 +215,21 @@ def main(argv: list[str] | None = None) -> None:
 
 class StageTimes:
     """Wall seconds of each stage as it last did real work, kept in ``path`` across reruns:
-    a rerun that reuses a finished stage (a few seconds) keeps the time it took (``None``:
-    made by a run that kept no time)."""
+    a rerun that reuses a finished stage (a few seconds, or under a quarter of the time it
+    took: reading back cached estimates) keeps the time it took (``None``: made by a run
+    that kept no time)."""
 
     REUSED_S = 10.0
+    REUSED_FRACTION = 0.25
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.times: dict[str, float | None] = json.loads(path.read_text()) if path.exists() else {}
 
     def record(self, stage: str, seconds: float) -> float | None:
-        if seconds > self.REUSED_S or stage not in self.times:
+        before = self.times.get(stage)
+        reused = seconds <= max(self.REUSED_S, self.REUSED_FRACTION * (before or 0.0))
+        if stage not in self.times or not reused:
             self.times[stage] = round(seconds, 1)
             write_json(self.path, self.times)
         return self.times[stage]

@@ -24,6 +24,7 @@ def test_stage_times_keep_the_time_of_the_run_that_did_the_work(tmp_path):
     assert times.record("train", 120.0) == 120.0
     again = mod.StageTimes(path)  # a rerun: training reused in 2 s
     assert again.record("train", 2.0) == 120.0
+    assert again.record("train", 25.0) == 120.0  # read back, under a quarter of it
     assert again.record("train", 300.0) == 300.0  # it trained again
     assert again.record("simulate", 3.0) is None  # made by an untimed run
     assert again.record("measure", 4.0) == 4.0  # first time: what it took

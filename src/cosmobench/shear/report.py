@@ -92,16 +92,18 @@ def shear_markdown(
 
 
 def plot_shear(result: dict[str, Any], path: Path) -> Path:
-    """m by SNR bin per estimator, raw (left) and with metacalibration (right), the
-    requirement shaded. Each panel's m range is set by the points measured to better than
-    ±0.25, so that one estimator's enormous error bar (KSB on faint galaxies) does not flatten
-    the others; longer error bars run off the panel."""
+    """m by SNR bin per estimator, raw (left) and with metacalibration (right, when any
+    estimator was metacalibrated), the requirement shaded. Each panel's m range is set by the
+    points measured to better than ±0.25, so that one estimator's enormous error bar (KSB on
+    faint galaxies) does not flatten the others; longer error bars run off the panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharex=True)
+    panels = 2 if any(d.get("metacal") for d in result["estimators"].values()) else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.6), sharex=True, squeeze=False)
+    axes = axes[0]
     lo, hi = REQUIREMENT
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ranges: list[list[float]] = [[], []]
@@ -119,7 +121,7 @@ def plot_shear(result: dict[str, Any], path: Path) -> Path:
                           for v in (m - er, m + er)]  # fmt: skip
     n_mc = result.get("metacal_galaxies") or result["n_galaxies"]
     titles = (f"raw: {result['n_galaxies']:,} galaxies", f"metacalibrated: {n_mc:,} galaxies")
-    for ax, r, title in zip(axes, ranges, titles, strict=True):
+    for ax, r, title in zip(axes, ranges, titles, strict=False):
         ax.axhspan(-hi, hi, color="0.9", label=f"|m| < {hi:g}")
         ax.axhspan(-lo, lo, color="0.8", label=f"|m| < {lo:g}")
         ax.axhline(0.0, color="k", lw=0.6)
