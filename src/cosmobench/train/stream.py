@@ -221,9 +221,9 @@ def auto_loader_workers(device: torch.device) -> int:
 
     With every core running an OpenMP thread of the step, a loader process preempts one of
     them and the step's barriers wait for it. Measured on 2 cores (2 torch threads,
-    ``benchmarks/results/scaling.md``), streamed ÷ in-memory CNN throughput at the paper's
-    batch sizes was 0.87–1.05 (mean 0.97) reading in the training process and 0.78–1.07
-    (mean 0.91) with one loader process.
+    ``benchmarks/results/scaling.md``, median of two interleaved rounds), streamed ÷
+    in-memory CNN throughput at the paper's batch sizes was 0.93–1.13 (mean 0.99) reading in
+    the training process and 0.88–0.93 (mean 0.90) with one loader process.
     """
     if device.type != "cpu":
         return 1
