@@ -42,7 +42,7 @@ __all__ = ["GalaxySampler", "galaxy_seeds", "galaxy_noise", "PRECISIONS"]
 _BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 # Most galaxies whose latents are drawn in one flow call (not under CUDA graphs).
 _FLOW_BATCH = 1024
-# Smallest batch decoded by the plain-convolution decoder (bf16 on the CPU).
+# Smallest batch decoded by the plain-convolution decoder (on the CPU).
 _PLAIN_MIN_BATCH = 8
 
 
@@ -133,18 +133,14 @@ class GalaxySampler:
             # reorders of NCHW: 26 % less CPU time per decoded batch of 32, 13 % for one
             # galaxy (benchmarks/small_batch.py); the same numbers to rounding (tested)
             self.vae.to(memory_format=torch.channels_last)
-        # bf16 on the CPU: oneDNN's stride-2 transposed convolutions run at a fraction of a
-        # plain convolution's rate; the same decoder recast as plain convolutions
-        # (cosmobench.models.deconv) decodes a batch of 32 about a fifth faster there, and
-        # one galaxy a few per cent slower (benchmarks/results/decoder_deconv.md).
+        # On the CPU oneDNN runs stride-2 transposed convolutions at a fraction of a plain
+        # convolution's rate; the same decoder recast as plain convolutions
+        # (cosmobench.models.deconv) decodes a batch of 32 about a fifth faster in bf16 and
+        # 1-8 % faster in fp32 (2 Xeon cores, interleaved), one galaxy 0-4 % slower: it
+        # takes batches of _PLAIN_MIN_BATCH and more.
         self._plain_decoder: nn.Module | None = None
         decoder = getattr(self.vae, "decoder", None)  # logits, as VAE.decode_logits
-        if (
-            self.device.type == "cpu"
-            and precision == "bf16"
-            and decoder is not None
-            and hasattr(self.vae, "decode_logits")
-        ):
+        if self.device.type == "cpu" and decoder is not None and hasattr(self.vae, "decode_logits"):
             self._plain_decoder = inference_decoder(decoder)
         self.normalizer = normalizer.to(self.device).eval()
         self.zflow = getattr(flow, "flow", flow).to(self.device).eval()
