@@ -90,6 +90,11 @@ class GalaxySampler:
             per batch size, ~20 s each on a CPU; about 2x faster decoding there, where the
             element-wise PReLUs are fused). Not with ``cuda_graph``.
 
+    The flow's weights (:class:`~cosmobench.generate.maf.FastMAF`) and, on a CPU, the
+    decoder recast as plain convolutions (:func:`~cosmobench.models.deconv.inference_decoder`,
+    for batches of 8 or more) are copied at construction: build a new sampler after training
+    either further.
+
     Example:
         >>> from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
         >>> vae, flow = VAE(VAEConfig(latent=8)), LatentFlow(FlowConfig(features=8))

@@ -3,7 +3,7 @@
 The VAE decoder (Arcelin 2021, §2.3) upsamples with Keras-'same' transposed convolutions
 (:class:`~cosmobench.models.layers.SameConvTranspose2d`). On CPUs oneDNN runs the stride-2
 ones far below the efficiency of a plain convolution (on 2 Xeon cores with AMX, bf16, batch
-32: a third of a stride-1 convolution's FLOP rate). A transposed convolution is a plain
+32: a seventh to a third of a stride-1 layer's FLOP rate). A transposed convolution is a plain
 convolution in disguise (Shi et al. 2016, arXiv:1609.07009, "Is the deconvolution layer the
 same as a convolutional layer?"):
 
