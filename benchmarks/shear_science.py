@@ -237,8 +237,8 @@ class StageTimes:
 
 def measure_hsm(base: SimConfig, args: argparse.Namespace) -> dict[str, Any]:
     """truth, KSB and REGAUSS on ``--n-shear-hsm`` shear-test galaxies (the shear-test seed:
-    the first ``--n-shear`` of them are the main store's galaxies); writes and returns
-    ``shear_science_hsm``'s result."""
+    the first ``--n-shear`` of them are the main store's galaxies); writes
+    ``shear_science_hsm.{json,md,png}`` and returns the result."""
     stages = StageTimes(args.work / "stage_times_hsm.json")
     workers = args.hsm_workers or args.workers
     t0 = time.monotonic()
@@ -266,7 +266,7 @@ def measure_hsm(base: SimConfig, args: argparse.Namespace) -> dict[str, Any]:
             f"{_took(result['timings_s']['measure'])} ({workers} processes)."
         ],
     )
-    return json.loads((args.results / f"{NAME}_hsm.json").read_text())
+    return result
 
 
 def _took(seconds: float | None) -> str:

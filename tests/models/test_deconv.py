@@ -64,7 +64,6 @@ def test_inference_decoder_decodes_as_the_vae_and_leaves_it_alone():
     assert kinds.count("SubPixelConv") == 4 and kinds.count("FlippedConv") == 4
     assert not any(isinstance(m, SameConvTranspose2d) for m in fast.modules())
     assert sum(isinstance(m, SameConvTranspose2d) for m in vae.decoder) == 8  # a copy
-    assert list(fast.parameters()) == [p for n, p in fast.named_parameters()]  # no new ones
     n_derived = sum(p.numel() for p in fast.parameters())
     n_kept = sum(p.numel() for m in vae.decoder if not isinstance(m, SameConvTranspose2d)
                  for p in m.parameters())  # fmt: skip

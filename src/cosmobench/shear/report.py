@@ -121,7 +121,7 @@ def plot_shear(result: dict[str, Any], path: Path) -> Path:
                           for v in (m - er, m + er)]  # fmt: skip
     n_mc = result.get("metacal_galaxies") or result["n_galaxies"]
     titles = (f"raw: {result['n_galaxies']:,} galaxies", f"metacalibrated: {n_mc:,} galaxies")
-    for ax, r, title in zip(axes, ranges, titles, strict=False):
+    for ax, r, title in zip(axes, ranges[:panels], titles[:panels], strict=True):
         ax.axhspan(-hi, hi, color="0.9", label=f"|m| < {hi:g}")
         ax.axhspan(-lo, lo, color="0.8", label=f"|m| < {lo:g}")
         ax.axhline(0.0, color="k", lw=0.6)
