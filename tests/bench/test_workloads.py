@@ -75,6 +75,9 @@ def test_inference_and_generation(tiny_registry):
         rec = res.find("generate", "eager", n)
         assert rec.status == "ok" and rec.items_per_call == n and rec.size_name == "n"
         assert rec.flops_per_call > 0
+        # small CPU batches: the flow's Jacobi sweeps per transform (0: fell back) are recorded
+        assert len(rec.info["flow_sweeps"]) == 2
+        assert all(0 <= s <= 2 for s in rec.info["flow_sweeps"])  # 4 features: at most 2
     assert res.find("generate", "compile", 1).status == "unsupported"
     assert res.find("generate", "eager", 5).flops_per_call > res.find(
         "generate", "eager", 1).flops_per_call

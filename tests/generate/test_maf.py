@@ -53,11 +53,54 @@ def test_inverse_of_the_forward_transform(paper_maf):
         {"hidden_features": (64, 64), "randperm": True},
     ],
 )
-def test_general_maf_structures(kwargs):
+@pytest.mark.parametrize("jacobi_max_batch", [0, 32])  # sequential passes, Jacobi sweeps
+def test_general_maf_structures(kwargs, jacobi_max_batch):
     torch.manual_seed(1)
     flow = perturb(zuko.flows.MAF(7, transforms=3, **kwargs), scale=0.1)
     eps = torch.randn(20, 7)
-    torch.testing.assert_close(FastMAF(flow)(eps), _reference(flow, eps), rtol=1e-4, atol=1e-5)
+    # D + 1 sweeps always settle (the first k features are final after sweep k)
+    fast = FastMAF(flow, jacobi_max_batch=jacobi_max_batch, max_sweeps=7 + 1)
+    torch.testing.assert_close(fast(eps), _reference(flow, eps), rtol=1e-4, atol=1e-5)
+    if jacobi_max_batch:
+        assert len(fast.last_sweeps) == 3 and all(s > 0 for s in fast.last_sweeps)
+
+
+@pytest.mark.parametrize("n", [1, 5, 32])
+def test_jacobi_sweeps_settle_on_zukos_inverse(paper_maf, n):
+    """Small CPU batches are solved by Jacobi sweeps that settle bit for bit, well before the
+    32 sequential passes; the result is zuko's inverse and the sequential passes' to rounding."""
+    eps = torch.randn(n, 32)
+    fast = FastMAF(paper_maf)
+    assert fast.jacobi_max_batch >= 32  # the CPU default
+    out = fast(eps)
+    assert len(fast.last_sweeps) == 8
+    assert all(1 < s < 16 for s in fast.last_sweeps), fast.last_sweeps
+    torch.testing.assert_close(out, _reference(paper_maf, eps), rtol=1e-4, atol=1e-5)
+    sequential = FastMAF(paper_maf, jacobi_max_batch=0)
+    torch.testing.assert_close(out, sequential(eps), rtol=1e-5, atol=1e-5)
+    assert sequential.last_sweeps == []  # never swept
+    with torch.no_grad():  # a settled sweep is the exact inverse: the density pass undoes it
+        torch.testing.assert_close(paper_maf().transform(out), eps, rtol=1e-4, atol=1e-4)
+
+
+def test_unsettled_transforms_fall_back_to_the_sequential_passes(paper_maf):
+    eps = torch.randn(3, 32)
+    fast = FastMAF(paper_maf, max_sweeps=2)  # too few sweeps to settle any transform
+    out = fast(eps)
+    assert fast.last_sweeps == [0] * 8
+    torch.testing.assert_close(out, _reference(paper_maf, eps), rtol=1e-4, atol=1e-5)
+    with pytest.raises(CosmobenchError, match="max_sweeps"):
+        FastMAF(paper_maf, max_sweeps=0)
+
+
+def test_nan_noise_never_settles_and_propagates_like_the_passes(paper_maf):
+    eps = torch.randn(2, 32)
+    eps[1, 0] = float("nan")
+    fast = FastMAF(paper_maf)
+    out = fast(eps)
+    assert fast.last_sweeps == [0] * 8  # every transform fell back
+    assert torch.isnan(out[1]).any()
+    torch.testing.assert_close(out[0], _reference(paper_maf, eps[:1])[0], rtol=1e-4, atol=1e-5)
 
 
 def test_base_location_and_scale_are_applied():
@@ -104,6 +147,8 @@ def test_unsupported_flows_are_refused():
 
 def test_on_device(paper_maf, device):
     eps = torch.randn(16, 32)
-    out = FastMAF(paper_maf, device)(eps.to(device))
+    fast = FastMAF(paper_maf, device)
+    assert fast.jacobi_max_batch == (32 if torch.device(device).type == "cpu" else 0)
+    out = fast(eps.to(device))
     assert out.device.type == torch.device(device).type
     torch.testing.assert_close(out.cpu(), _reference(paper_maf, eps), rtol=1e-3, atol=1e-4)

@@ -154,17 +154,20 @@ def test_channels_last_decoder_gives_the_nchw_images():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cpu_batches_use_the_plain_convolution_decoder(models, monkeypatch, precision):
-    """On the CPU, batches of 8 or more decode through the recast decoder (the same
-    function up to rounding); smaller ones through the VAE's own."""
+    """On the CPU, batches of 8 or more decode through the recast decoder, smaller ones
+    through the VAE's transposed convolutions with frozen PReLUs (the same function up to
+    rounding); the VAE's own decoder is not called."""
     vae, flow, norm = models
     sampler = GalaxySampler(vae, flow, norm, precision=precision, batch_size=16)
-    assert sampler._plain_decoder is not None
-    calls = []
-    plain = sampler._plain_decoder
+    assert sampler._plain_decoder is not None and sampler._small_decoder is not None
+    calls, small = [], []
+    plain, kept = sampler._plain_decoder, sampler._small_decoder
     monkeypatch.setattr(sampler, "_plain_decoder", lambda z: calls.append(len(z)) or plain(z))
+    monkeypatch.setattr(sampler, "_small_decoder", lambda z: small.append(len(z)) or kept(z))
+    monkeypatch.setattr(vae, "decode_logits", lambda z: pytest.fail("the training decoder ran"))
     eps = torch.randn(20, 8)
     x = sampler.from_noise(eps)  # batches of 16 and 4
-    assert calls == [16]
+    assert calls == [16] and small == [4]
     ref = _reference(vae, flow, norm, eps)[1]  # zuko's sampling and the VAE's own decode
     rel = (x - ref).norm() / ref.norm()
     assert rel < (0.05 if precision == "bf16" else 1e-5)

@@ -7,8 +7,13 @@ import torch
 from torch import nn
 
 from cosmobench.models import VAE, VAEConfig
-from cosmobench.models.deconv import FlippedConv, SubPixelConv, inference_decoder
-from cosmobench.models.layers import SameConvTranspose2d
+from cosmobench.models.deconv import (
+    FlippedConv,
+    FrozenElementPReLU,
+    SubPixelConv,
+    inference_decoder,
+)
+from cosmobench.models.layers import ElementPReLU, SameConvTranspose2d
 
 
 def _perturbed(layer: nn.Module, seed: int = 0, scale: float = 1.0) -> nn.Module:
@@ -55,24 +60,50 @@ def test_flipped_conv_equals_the_stride_1_transposed_convolution(kernel):
         torch.testing.assert_close(FlippedConv(layer)(x), layer(x), rtol=1e-5, atol=1e-5)
 
 
-def test_inference_decoder_decodes_as_the_vae_and_leaves_it_alone():
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("plain_convs", [True, False])
+def test_inference_decoder_decodes_as_the_vae_and_leaves_it_alone(plain_convs, channels_last):
     torch.manual_seed(0)
     vae = VAE(VAEConfig(latent=8, filters=(4, 4, 8, 8), hidden=16)).eval()
     _perturbed(vae.decoder, seed=1, scale=0.3)
-    fast = inference_decoder(vae.decoder)
+    if channels_last:
+        vae.to(memory_format=torch.channels_last)
+    fast = inference_decoder(vae.decoder, plain_convs=plain_convs)
     kinds = [type(m).__name__ for m in fast]
-    assert kinds.count("SubPixelConv") == 4 and kinds.count("FlippedConv") == 4
-    assert not any(isinstance(m, SameConvTranspose2d) for m in fast.modules())
+    assert kinds.count("SubPixelConv") == kinds.count("FlippedConv") == (4 if plain_convs else 0)
+    assert kinds.count("SameConvTranspose2d") == (0 if plain_convs else 8)
+    assert kinds.count("FrozenElementPReLU") == 10 and "ElementPReLU" not in kinds
     assert sum(isinstance(m, SameConvTranspose2d) for m in vae.decoder) == 8  # a copy
+    assert sum(isinstance(m, ElementPReLU) for m in vae.decoder) == 10
+    recast = (SameConvTranspose2d, ElementPReLU) if plain_convs else (ElementPReLU,)
     n_derived = sum(p.numel() for p in fast.parameters())
-    n_kept = sum(p.numel() for m in vae.decoder if not isinstance(m, SameConvTranspose2d)
+    n_kept = sum(p.numel() for m in vae.decoder if not isinstance(m, recast)
                  for p in m.parameters())  # fmt: skip
-    assert n_derived == n_kept  # the recast kernels are buffers, not trainable parameters
+    assert n_derived == n_kept  # recast kernels and frozen slopes are buffers, not parameters
     z = torch.randn(5, 8)
     with torch.no_grad():
         got, ref = fast(z), vae.decode_logits(z)
     assert ref.std() > 1.0  # a decoder that does something
     assert ((got - ref).norm() / ref.norm()) < 1e-5  # the same sums, in another order
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_frozen_prelu_equals_the_training_one_in_either_layout(channels_last, dtype):
+    layer = _perturbed(ElementPReLU((6, 5, 4)), scale=0.5)
+    frozen = FrozenElementPReLU(layer)
+    x = torch.randn(3, 6, 5, 4).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = layer(x)
+        got = frozen(x)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)  # the same products, bit for bit
+    assert not list(frozen.parameters())
+    dense = FrozenElementPReLU(_perturbed(ElementPReLU((7,))))
+    v = torch.randn(2, 7)
+    torch.testing.assert_close(dense(v), torch.where(v > 0, v, dense.weight * v))
 
 
 def test_wrong_layers_are_refused():

@@ -20,6 +20,18 @@ every pass. :class:`FastMAF` computes exactly the same function with that overhe
 
 The masked contributions skipped here are exact zeros in zuko's computation, so the result
 equals ``flow().transform.inv(z)`` up to floating-point summation order (tested).
+
+Small batches on a CPU are instead solved by **Jacobi sweeps** (Song et al. 2021, "Accelerating
+feedforward computation via parallel nonlinear equation solving", arXiv:2002.03629; Wiggers &
+Hoogeboom 2020, arXiv:2002.09928): every feature is updated at once from the current guess,
+``x ← (y - b(x)) / s(x)``, with the whole MADE network. A feature's parameters depend only on
+the features before it, and the masked weights contribute exact zeros, so after sweep *k* the
+first *k* features hold their final bits: a sweep that changes no bit is the exact solution,
+reached in at most ``D + 1`` sweeps and in practice far fewer (5–7 for the paper's flow after
+the demo's training, 6–22 for a flow fitted to strongly chained data). At batch 1 a sweep costs
+about what one of the 32 sequential passes costs (the same dozen operators), so the inverse
+takes a fraction of the time; a transform that has not settled after ``max_sweeps`` falls back
+to the sequential passes, which bounds the worst case.
 The univariate transform is zuko's ``MonotonicAffineTransform``: with raw network outputs
 ``(b, a)``, ``log s = a / (1 + |a / log(slope)|)`` (a soft clip to ``|log s| < -log slope``)
 and the inverse is ``x = (y - b) / exp(log s)``.
@@ -39,6 +51,8 @@ __all__ = ["FastMAF"]
 
 # zuko's MonotonicAffineTransform default minimum slope; log(slope) bounds |log scale|.
 _SLOPE = 1e-3
+# Largest batch solved by Jacobi sweeps on a CPU (see FastMAF).
+_JACOBI_MAX_BATCH = 32
 
 
 @dataclass
@@ -61,6 +75,8 @@ class _Layer:
     b_in: Tensor  # (H1,)
     hidden: list[tuple[Tensor, Tensor]]  # (H_{l-1}, H_l) transposed weights and (H_l,) biases
     passes: list[_Pass]
+    w_out: Tensor  # (H_last, 2D): every feature's shift, then every raw scale (Jacobi sweeps)
+    b_out: Tensor  # (2D,)
 
 
 class FastMAF:
@@ -71,6 +87,13 @@ class FastMAF:
             ``MaskedMLP`` hyper-networks of any depth (one feature per pass, as
             :class:`~cosmobench.models.LatentFlow` builds, or blocks of features per pass).
         device: where the prepared weights live.
+        jacobi_max_batch: largest batch solved by Jacobi sweeps; default 32 on a CPU (on 2
+            Xeon cores, at batch 1: 4–8 ms instead of 11 for the paper's flow; at 1,024 the
+            sequential passes' prefix savings win) and 0 elsewhere (a sweep's convergence
+            test would synchronise a GPU; :meth:`run`, captured in CUDA graphs, is always
+            sequential).
+        max_sweeps: sweeps tried per transform before falling back to the sequential passes
+            (default half the features).
 
     The weights are copied at construction: rebuild after training the flow further.
 
@@ -84,7 +107,14 @@ class FastMAF:
         True
     """
 
-    def __init__(self, flow: nn.Module, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        flow: nn.Module,
+        device: str | torch.device = "cpu",
+        *,
+        jacobi_max_batch: int | None = None,
+        max_sweeps: int | None = None,
+    ) -> None:
         device = torch.device(device)
         transforms = getattr(getattr(flow, "transform", None), "transforms", None)
         base = getattr(flow, "base", None)
@@ -99,6 +129,14 @@ class FastMAF:
             # zuko inverts the composition last transform first.
             self.layers = [_prepare(t, device) for t in reversed(list(transforms))]
         self.device = device
+        if jacobi_max_batch is None:
+            jacobi_max_batch = _JACOBI_MAX_BATCH if device.type == "cpu" else 0
+        self.jacobi_max_batch = int(jacobi_max_batch)
+        self.max_sweeps = max(1, self.features // 2) if max_sweeps is None else int(max_sweeps)
+        if self.max_sweeps < 1:
+            raise CosmobenchError(f"max_sweeps must be >= 1; got {max_sweeps}")
+        # sweeps each transform took in the last Jacobi call (0: fell back to the passes)
+        self.last_sweeps: list[int] = []
         self._workspaces: dict[int, _Buffers] = {}
 
     def __repr__(self) -> str:
@@ -122,6 +160,8 @@ class FastMAF:
             eps = eps.to(self.device, torch.float32)
             buf = self.workspace(eps.shape[0])
             torch.addcmul(self.loc, self.scale, eps, out=buf.nat)
+            if eps.shape[0] <= self.jacobi_max_batch:
+                return self.run_jacobi(buf).clone()
             return self.run(buf).clone()
 
     def workspace(self, batch: int) -> _Buffers:
@@ -146,6 +186,19 @@ class FastMAF:
         return buf.nat
 
 
+    def run_jacobi(self, buf: _Buffers) -> Tensor:
+        """As :meth:`run`, each transform solved by Jacobi sweeps (sequential if unsettled)."""
+        self.last_sweeps = []
+        for layer, views in zip(self.layers, buf.views, strict=True):
+            torch.index_select(buf.nat, 1, layer.perm, out=buf.y)
+            sweeps = _jacobi(layer, buf, self.max_sweeps)
+            if not sweeps:
+                _invert(layer, views, buf)
+            self.last_sweeps.append(sweeps)
+            buf.nat.index_copy_(1, layer.perm, buf.x)
+        return buf.nat
+
+
 class _Buffers:
     """Working memory for one batch size, with every per-pass view made once."""
 
@@ -164,6 +217,7 @@ class _Buffers:
         self.nat = torch.empty(batch, d, device=dev)
         self.y = torch.empty(batch, d, device=dev)
         self.x = torch.zeros(batch, d, device=dev)
+        self.x_next = torch.empty(batch, d, device=dev)  # a Jacobi sweep's new guess
         self.one = torch.ones(1, device=dev)
         self.a1 = torch.empty(batch, max(layer.b_in.shape[0] for layer in maf.layers), device=dev)
         h_flat = [flat(w) for w in widths]
@@ -221,6 +275,32 @@ def _invert(layer: _Layer, views: list[tuple], buf: _Buffers) -> None:
         torch.div(raw, tmp, out=tmp).exp_()
         torch.sub(y, shift, out=x).div_(tmp)
         a1.addmm_(x, w_in)  # the features just determined enter the first layer
+
+
+def _jacobi(layer: _Layer, buf: _Buffers, max_sweeps: int) -> int:
+    """Jacobi sweeps for one transform, ``buf.y`` -> ``buf.x``; the sweeps taken, 0 if unsettled.
+
+    Settled means a sweep changed no bit (``torch.equal``; a NaN never settles, so it falls
+    back and propagates as the sequential passes would).
+    """
+    d = buf.y.shape[1]
+    x, new = buf.x, buf.x_next
+    x.copy_(buf.y)  # first guess: the identity
+    for sweep in range(1, max_sweeps + 1):
+        h = torch.addmm(layer.b_in, x, layer.w_in).relu_()
+        for w, b in layer.hidden:
+            h = torch.addmm(b, h, w).relu_()
+        phi = torch.addmm(layer.b_out, h, layer.w_out)  # (B, 2D): shifts, raw scales
+        shift, raw = phi[:, :d], phi[:, d:]
+        s = torch.add(buf.one, torch.abs(raw), alpha=_INV_LOG_SLOPE)
+        torch.div(raw, s, out=s).exp_()
+        torch.sub(buf.y, shift, out=new).div_(s)
+        if torch.equal(new, x):
+            return sweep
+        x, new = new, x
+    if x is not buf.x:
+        buf.x.copy_(x)
+    return 0
 
 
 def _prepare(transform: nn.Module, device: torch.device) -> _Layer:
@@ -303,6 +383,9 @@ def _prepare(transform: nn.Module, device: torch.device) -> _Layer:
             for w, b in zip(ws[1:-1], bs[1:-1], strict=True)
         ],
         passes=passes,
+        # every feature's output rows, in sampling order: shifts, then raw scales
+        w_out=_dev(ws[-1][torch.cat([2 * perm, 2 * perm + 1])].T, device),
+        b_out=_dev(bs[-1][torch.cat([2 * perm, 2 * perm + 1])], device),
     )
 
 
