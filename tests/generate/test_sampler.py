@@ -9,6 +9,7 @@ from tests.generate.conftest import small_models
 
 from cosmobench.errors import CosmobenchError
 from cosmobench.generate.sampler import GalaxySampler, galaxy_noise, galaxy_seeds
+from cosmobench.models.deconv import inference_decoder
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +195,23 @@ def test_latents_in_flow_blocks_decoded_in_batches(models, monkeypatch):
     z1, x1 = GalaxySampler(vae, flow, norm, batch_size=100).sample_noise(eps)
     torch.testing.assert_close(z, z1, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x, x1, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("batch", [3, 12])  # the transposed-convolution and plain decoders
+def test_bf16_decoders_hold_their_weights_in_bf16_and_decode_as_autocast(models, batch):
+    """The bf16 sampler's inference decoders are cast once at construction; autocast of the
+    fp32 copies casts the same weights to the same bf16 values on every call: same images."""
+    vae, flow, norm = models
+    sampler = GalaxySampler(vae, flow, norm, precision="bf16")
+    for dec in (sampler._plain_decoder, sampler._small_decoder):
+        assert {t.dtype for t in (*dec.parameters(), *dec.buffers())} == {torch.bfloat16}
+    fp32 = inference_decoder(vae.decoder, plain_convs=batch >= 8)
+    z = torch.randn(batch, 8)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = fp32(z)
+        y = torch.sigmoid(logits.float()).clamp_(0.0, float(np.nextafter(np.float32(1), 0)))
+        ref = norm.inverse(y).clamp_(min=0.0)
+        got = sampler.decode(z)
+    assert vae.decoder[0].weight.dtype == torch.float32  # the VAE itself is left in fp32
+    assert torch.equal(got, ref)

@@ -152,6 +152,12 @@ class GalaxySampler:
         if self.device.type == "cpu" and decoder is not None and hasattr(self.vae, "decode_logits"):
             self._plain_decoder = inference_decoder(decoder)
             self._small_decoder = inference_decoder(decoder, plain_convs=False)
+            if precision == "bf16":
+                # Autocast would cast every weight to bf16 again on every batch (its cache is
+                # off, see _autocast): the inference copies hold them in bf16 once, the
+                # same values, so the same images.
+                self._plain_decoder.to(torch.bfloat16)
+                self._small_decoder.to(torch.bfloat16)
         self.normalizer = normalizer.to(self.device).eval()
         self.zflow = getattr(flow, "flow", flow).to(self.device).eval()
         with torch.inference_mode():
