@@ -23,6 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cosmobench.bench.env import cpu_model, load_average
+from cosmobench.bench.modes import mode_step
 from cosmobench.models import ShapeConfig, ShapeNet
 from cosmobench.train.step import make_optimizer, make_train_step
 
@@ -61,7 +62,7 @@ def profile_step(bayesian: bool, batch: int, precision: str, steps: int, compile
     opt = make_optimizer(model)
     step = make_train_step(model, opt, n_train=8000, precision=precision)
     if compiled:
-        step = torch.compile(step)
+        step = mode_step(step, "compile")  # with the step's inductor options
     x, y = torch.randn(batch, 6, 64, 64), torch.rand(batch, 3)
     for _ in range(5):
         step(x, y)

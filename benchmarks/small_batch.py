@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from cosmobench.bench.env import cpu_model, load_average
+from cosmobench.bench.modes import mode_step
 from cosmobench.generate.sampler import GalaxySampler
 from cosmobench.models import (
     VAE,
@@ -59,7 +60,7 @@ def step_point(net: str, batch: int, mode: str, warmup: int, repeats: int) -> tu
     model = ShapeNet(ShapeConfig(bayesian=net == "bnn")).train()
     step = make_train_step(model, make_optimizer(model), n_train=10_000)
     if mode == "compile":
-        step = torch.compile(step)
+        step = mode_step(step, "compile")  # with the step's inductor options
         warmup += 2
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(batch, 6, 64, 64, generator=g), 0.1 * torch.randn(batch, 3, generator=g)

@@ -2,11 +2,14 @@
 
 For every point — a CNN or BNN training step at batch 2, 4, 8, 14 and the generation of 1, 100
 and 1,000 galaxies — the peer (in its own interpreter, ``--peer-python``, as a server) and
-cosmobench (in this interpreter) are timed back to back with the same protocol: ``--warmup``
-untimed calls, then the median of ``--repeats`` timed calls, ``--threads`` threads on both
-sides (TensorFlow intra- and inter-op; torch intra-op). Wall time decides (run it on an
-otherwise idle machine); each side's process CPU time is recorded too, a cross-check that
-survives a busy machine at one thread. Writes ``benchmarks/results/peer_keras.{json,md}``
+cosmobench (in this interpreter) are timed with the same protocol: ``--warmup`` untimed
+calls each, then ``--repeats`` rounds of one timed peer call followed by one timed call of
+each cosmobench mode, and the median of each side's calls; ``--threads`` threads on both
+sides (TensorFlow intra- and inter-op; torch intra-op). Interleaving call by call puts both
+sides in the same moments of a shared machine whose speed drifts (by up to 2x within
+minutes on the 2-core machines here). Wall time decides (run it on an otherwise idle
+machine); each side's process CPU time is recorded too, a cross-check that survives a busy
+machine at one thread. Writes ``benchmarks/results/peer_keras.{json,md}``
 with the speed ratio (peer time ÷ cosmobench time: above 1, cosmobench is faster). Usage::
 
     PYTHONPATH=src .venv/bin/python benchmarks/peer_keras/compare.py \\
@@ -29,6 +32,7 @@ from pathlib import Path
 import torch
 
 from cosmobench.bench.env import cpu_model, load_average
+from cosmobench.bench.modes import mode_step
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parent / "results"
@@ -90,7 +94,8 @@ class Ours:
         self.precision = "bf16" if "bf16" in mode else "fp32"
         self.sampler = None
 
-    def train(self, net: str, batch: int, warmup: int, repeats: int) -> tuple[list, list]:
+    def train(self, net: str, batch: int, warmup: int) -> object:
+        """A warmed-up training step on a synthetic batch, as a no-argument callable."""
         from cosmobench.models import ShapeConfig, ShapeNet
         from cosmobench.train.step import make_optimizer, make_train_step
 
@@ -99,13 +104,15 @@ class Ours:
         opt = make_optimizer(model)
         step = make_train_step(model, opt, n_train=10_000, precision=self.precision)
         if self.compile:
-            step = torch.compile(step)
+            step = mode_step(step, "compile")  # with the step's inductor options
         g = torch.Generator().manual_seed(0)
         x = torch.randn(batch, 6, 64, 64, generator=g)
         y = 0.1 * torch.randn(batch, 3, generator=g)
-        return _timed(lambda: step(x, y), warmup + (2 if self.compile else 0), repeats)
+        _timed(lambda: step(x, y), warmup + (2 if self.compile else 0), 0)
+        return lambda: step(x, y)
 
-    def generate(self, n: int, warmup: int, repeats: int) -> tuple[list, list]:
+    def generate(self, n: int, warmup: int) -> object:
+        """A warmed-up sampler of ``n`` galaxies (a new seed per call), as a callable."""
         from cosmobench.generate.sampler import GalaxySampler
         from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
 
@@ -118,7 +125,24 @@ class Ours:
             )  # fmt: skip
         seeds = iter(range(10**6))
         extra = 2 if self.compile else 0  # a compile per batch size (full and remainder)
-        return _timed(lambda: self.sampler(n, seed=next(seeds)), warmup + extra, repeats)
+        _timed(lambda: self.sampler(n, seed=next(seeds)), warmup + extra, 0)
+        return lambda: self.sampler(n, seed=next(seeds))
+
+
+def interleaved(peer: PeerServer, request: dict, ours: dict[str, object], repeats: int
+                ) -> tuple[tuple[list, list], dict[str, tuple[list, list]]]:
+    """``repeats`` rounds of one peer call then one call of each of ``ours`` (warmed up)."""
+    peer_t: tuple[list, list] = ([], [])
+    our_t: dict[str, tuple[list, list]] = {m: ([], []) for m in ours}
+    for _ in range(repeats):
+        t, c = peer.ask(**request, warmup=0, repeats=1)
+        peer_t[0].extend(t)
+        peer_t[1].extend(c)
+        for m, fn in ours.items():
+            t, c = _timed(fn, 0, 1)
+            our_t[m][0].extend(t)
+            our_t[m][1].extend(c)
+    return peer_t, our_t
 
 
 def usable_modes(names: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -205,15 +229,18 @@ def main() -> None:
     try:
         for net in filter(None, args.nets.split(",")):  # "" times no training
             for b in (int(s) for s in filter(None, args.batch_sizes.split(","))):
-                pt = peer.ask(
-                    op="train", net=net, batch=b, warmup=args.warmup, repeats=args.repeats
-                )
-                ot = {m: o.train(net, b, args.warmup, args.repeats) for m, o in ours.items()}
+                request = {"op": "train", "net": net, "batch": b}
+                peer.ask(**request, warmup=args.warmup, repeats=0)
+                calls = {m: o.train(net, b, args.warmup) for m, o in ours.items()}
+                pt, ot = interleaved(peer, request, calls, args.repeats)
                 record(f"{net.upper()} train step, batch {b}", pt, ot, b)
+                del calls  # free this point's models before the next
         for n in (int(s) for s in filter(None, args.gen_sizes.split(","))):
             warm = 1 if n >= 1000 else args.warmup
-            pt = peer.ask(op="generate", n=n, warmup=warm, repeats=args.gen_repeats)
-            ot = {m: o.generate(n, warm, args.gen_repeats) for m, o in ours.items()}
+            request = {"op": "generate", "n": n}
+            peer.ask(**request, warmup=warm, repeats=0)
+            calls = {m: o.generate(n, warm) for m, o in ours.items()}
+            pt, ot = interleaved(peer, request, calls, args.gen_repeats)
             record(f"generate {n:,}", pt, ot, n)
     finally:
         peer.close()
@@ -257,15 +284,16 @@ def markdown(meta: dict, rows: list[dict], derived: dict, args: argparse.Namespa
     and the best."""
     modes = meta["modes"]
     lines = [
-        "# cosmobench vs a Keras + TFP peer (interleaved, one run)",
+        "# cosmobench vs a Keras + TFP peer (interleaved call by call, one run)",
         "",
         f"`{meta['command']}`",
         "",
         f"{meta['cpu']} ({meta['capability']}), {args.threads} threads on both sides, "
         f"torch {meta['torch']}, TensorFlow {meta['tensorflow']} (the peer: Keras "
         f"``train_on_batch``, a graph-compiled fp32 step; generation in a ``tf.function``); "
-        f"median of {args.repeats} steps ({args.gen_repeats} generations) after "
-        f"{args.warmup} warm-up; load average at the end {meta['load_average']}; "
+        f"median of {args.repeats} rounds of steps ({args.gen_repeats} of generations), "
+        f"each round one peer call then one call per mode, after {args.warmup} warm-up; "
+        f"load average at the end {meta['load_average']}; "
         f"{meta['seconds']:.0f} s in all.",
         "",
     ]

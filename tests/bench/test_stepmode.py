@@ -88,3 +88,25 @@ def test_cudagraph_training_needs_cuda(tiny_dataset, tmp_path, device):
     with pytest.raises(CosmobenchError, match="needs one CUDA device"):
         fit(make_task("cnn", TINY), tiny_dataset, TrainConfig(epochs=1, mode="cudagraph"),
             tmp_path / "g", progress=False)
+
+
+def test_bayesian_steps_compile_without_layout_optimisation_on_the_cpu(monkeypatch):
+    """A BNN's weights are a fresh sample every step: inductor's channels-last weight layout
+    would transpose every sample (and, on AVX-512 with torch 2.13, its transposing kernel
+    writes past its buffer); the CNN keeps inductor's defaults."""
+    from cosmobench.models import ShapeConfig, ShapeNet
+    from cosmobench.train.step import compile_options
+
+    bnn = ShapeNet(ShapeConfig(bayesian=True, **TINY))
+    cnn = ShapeNet(ShapeConfig(bayesian=False, **TINY))
+    assert compile_options(bnn) == {"layout_optimization": False}
+    assert compile_options(cnn) == {}
+    seen = []
+    monkeypatch.setattr(modes.torch, "compile",
+                        lambda fn, **kw: seen.append(kw) or fn)  # fmt: skip
+    for net in (bnn, cnn):
+        step = make_train_step(net, make_optimizer(net), n_train=32)
+        assert step.compile_options == compile_options(net)
+        mode_step(step, "compile")
+    assert seen == [{"dynamic": False, "options": {"layout_optimization": False}},
+                    {"dynamic": False, "options": None}]

@@ -254,12 +254,15 @@ def mode_step(step: Callable[..., Any], mode: Mode | str,
               optimizer: torch.optim.Optimizer | None = None) -> Callable[..., Any]:
     """The step as ``mode`` runs it -- what ``cosmobench bench`` times and what
     ``cosmobench train --mode`` trains with: eager as is; ``compile``:
-    ``torch.compile(step, dynamic=False)`` (one graph per batch shape); ``cudagraph``: a
-    :class:`GraphedStep`; ``compile+cudagraph``: the compiled step captured in CUDA graphs.
-    Precision (bf16) and memory format are the step's and the model's business."""
+    ``torch.compile(step, dynamic=False)`` (one graph per batch shape, with the inductor
+    options the step carries in ``step.compile_options``, see
+    :func:`cosmobench.train.step.compile_options`); ``cudagraph``: a :class:`GraphedStep`;
+    ``compile+cudagraph``: the compiled step captured in CUDA graphs. Precision (bf16) and
+    memory format are the step's and the model's business."""
     mode = parse_mode(mode) if isinstance(mode, str) else mode
     if mode.compile:
-        step = torch.compile(step, dynamic=False)
+        options = getattr(step, "compile_options", None) or None
+        step = torch.compile(step, dynamic=False, options=options)
     if mode.cudagraph:
         if optimizer is None:
             raise CosmobenchError("a CUDA-graph step needs its optimiser")

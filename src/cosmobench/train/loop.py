@@ -46,7 +46,14 @@ from cosmobench.train.runs import (
     RUN_VERSION,
     run_kind,
 )
-from cosmobench.train.step import LossModule, autocast, make_optimizer, make_train_step, model_loss
+from cosmobench.train.step import (
+    LossModule,
+    autocast,
+    compile_options,
+    make_optimizer,
+    make_train_step,
+    model_loss,
+)
 from cosmobench.train.stream import auto_loader_workers
 from cosmobench.train.tasks import Task
 
@@ -233,7 +240,8 @@ class _Trainer:
 
             step = mode_step(step, cfg.mode, opt)
         if cfg.compile:
-            self.val_loss_compiled = torch.compile(self.val_loss, dynamic=False)
+            self.val_loss_compiled = torch.compile(self.val_loss, dynamic=False,
+                                                   options=compile_options(model) or None)
         st = TrainState(model, opt, sched, step, train, val,
                         self._record(n_train, len(val), data_id), progress)
         self._announce(st, ckpt)
