@@ -27,8 +27,9 @@ Hoogeboom 2020, arXiv:2002.09928): every feature is updated at once from the cur
 ``x ← (y - b(x)) / s(x)``, with the whole MADE network. A feature's parameters depend only on
 the features before it, and the masked weights contribute exact zeros, so after sweep *k* the
 first *k* features hold their final bits: a sweep that changes no bit is the exact solution,
-reached in at most ``D + 1`` sweeps and in practice far fewer (5–7 for the paper's flow after
-the demo's training, 6–22 for a flow fitted to strongly chained data). At batch 1 a sweep costs
+reached in at most ``D + 1`` sweeps and in practice far fewer (per transform, 5–8 for the
+paper's flow with its initial weights or after the demo's training, 6–16 for one fitted to
+strongly chained data: ``benchmarks/results/flow_jacobi.md``). At batch 1 a sweep costs
 about what one of the 32 sequential passes costs (the same dozen operators), so the inverse
 takes a fraction of the time; a transform that has not settled after ``max_sweeps`` falls back
 to the sequential passes, which bounds the worst case.
@@ -88,8 +89,8 @@ class FastMAF:
             :class:`~cosmobench.models.LatentFlow` builds, or blocks of features per pass).
         device: where the prepared weights live.
         jacobi_max_batch: largest batch solved by Jacobi sweeps; default 32 on a CPU (on 2
-            Xeon cores, at batch 1: 4–8 ms instead of 11 for the paper's flow; at 1,024 the
-            sequential passes' prefix savings win) and 0 elsewhere (a sweep's convergence
+            Xeon cores, at batch 1: 3.4–5.2 ms instead of 10–11 for the paper's flow; at
+            1,024 the sequential passes' prefix savings win) and 0 elsewhere (a sweep's convergence
             test would synchronise a GPU; :meth:`run`, captured in CUDA graphs, is always
             sequential).
         max_sweeps: sweeps tried per transform before falling back to the sequential passes
@@ -184,7 +185,6 @@ class FastMAF:
             _invert(layer, views, buf)
             buf.nat.index_copy_(1, layer.perm, buf.x)  # back to natural order
         return buf.nat
-
 
     def run_jacobi(self, buf: _Buffers) -> Tensor:
         """As :meth:`run`, each transform solved by Jacobi sweeps (sequential if unsettled)."""

@@ -23,7 +23,7 @@ derived kernels are copied from the trained layer at construction.
 The decoder's per-element PReLUs are frozen the same way (:class:`FrozenElementPReLU`): a
 training :class:`~cosmobench.models.layers.ElementPReLU` re-lays its slopes out channels-last on
 every call to match a channels-last activation (one copy of the slopes per call: at batch 1 as
-large as the activation itself, ~1.8 of a 9.5 ms decode on 2 Xeon cores); the frozen one keeps
+large as the activation itself, ~1.8 ms of a 9.5 ms decode on 2 Xeon cores); the frozen one keeps
 both layouts.
 """
 

@@ -119,12 +119,12 @@ def compile_options(model: nn.Module) -> dict[str, object]:
     channels-last, which for a network whose weights are a fresh sample every step means
     transposing every sample every step: on 2 Xeon cores, a compiled bf16 BNN step took
     91 ms at batch 2 and 168 ms at batch 8 with it, 42 and 100 ms without. On AVX-512 CPUs
-    torch 2.13 also generates the transposing kernel of a 3×3 kernel's 9-element axis with
-    an 8-wide tile but 16-wide stores, which write past the end of the buffer and corrupt
-    the heap (``malloc_consolidate(): invalid chunk size``, an abort): the compiled fp32 BNN
-    step could not run at all. The deterministic CNN keeps it (its weights change by an Adam
-    step, and the optimisation made its compiled bf16 step at batch 14 faster: 81 ms
-    against 111 ms).
+    torch 2.13 also generates, for a 3×3 kernel's 9-element axis, a transposing kernel that
+    stores whole 16-float vectors out of 8-float tiles; the paper's compiled fp32 BNN step
+    then aborted with a corrupted heap (``malloc_consolidate(): invalid chunk size``), and
+    ran with the code generation capped to AVX2 or without the layout optimisation. The
+    deterministic CNN keeps it (its weights change by an Adam step, and the optimisation
+    made its compiled bf16 step at batch 14 faster: 81 ms against 111 ms).
     """
     from cosmobench.models.variational import VariationalLayer
 
