@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     model, _ = load_run(args.run, expect_kind=("cnn", "bnn"))
     targets = list(model.config.targets)
     cols = [targets.index("e1"), targets.index("e2")]
-    sky = np.sqrt([Metacal(ds.config).sky[b] for b in range(len(ds.bands))])[None, :, None, None]
+    sky = np.sqrt(Metacal(ds.config).sky[: len(ds.bands)])[None, :, None, None]
     n = min(args.n, ds.n)
     x = ds.images("noisy", slice(0, n))
     rng = np.random.default_rng(args.seed)

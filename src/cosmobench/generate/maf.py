@@ -161,9 +161,7 @@ class FastMAF:
             eps = eps.to(self.device, torch.float32)
             buf = self.workspace(eps.shape[0])
             torch.addcmul(self.loc, self.scale, eps, out=buf.nat)
-            if eps.shape[0] <= self.jacobi_max_batch:
-                return self.run_jacobi(buf).clone()
-            return self.run(buf).clone()
+            return self.run(buf, jacobi=eps.shape[0] <= self.jacobi_max_batch).clone()
 
     def workspace(self, batch: int) -> _Buffers:
         """The preallocated working buffers for ``batch`` samples (input is ``.nat``)."""
@@ -175,27 +173,23 @@ class FastMAF:
             self._workspaces[batch] = buf
         return buf
 
-    def run(self, buf: _Buffers) -> Tensor:
+    def run(self, buf: _Buffers, jacobi: bool = False) -> Tensor:
         """Invert all transforms in place on ``buf.nat`` (base sample) and return it.
 
-        Allocation-free: this is the function captured in a CUDA graph.
+        With ``jacobi``, each transform is first tried by Jacobi sweeps and solved by the
+        sequential passes only if it does not settle (the sweeps taken go to
+        ``last_sweeps``). Without, allocation-free: the function captured in a CUDA graph.
         """
+        sweeps_taken = []
         for layer, views in zip(self.layers, buf.views, strict=True):
             torch.index_select(buf.nat, 1, layer.perm, out=buf.y)  # (B, D) sampling order
-            _invert(layer, views, buf)
-            buf.nat.index_copy_(1, layer.perm, buf.x)  # back to natural order
-        return buf.nat
-
-    def run_jacobi(self, buf: _Buffers) -> Tensor:
-        """As :meth:`run`, each transform solved by Jacobi sweeps (sequential if unsettled)."""
-        self.last_sweeps = []
-        for layer, views in zip(self.layers, buf.views, strict=True):
-            torch.index_select(buf.nat, 1, layer.perm, out=buf.y)
-            sweeps = _jacobi(layer, buf, self.max_sweeps)
+            sweeps = _jacobi(layer, buf, self.max_sweeps) if jacobi else 0
             if not sweeps:
                 _invert(layer, views, buf)
-            self.last_sweeps.append(sweeps)
-            buf.nat.index_copy_(1, layer.perm, buf.x)
+            sweeps_taken.append(sweeps)
+            buf.nat.index_copy_(1, layer.perm, buf.x)  # back to natural order
+        if jacobi:
+            self.last_sweeps = sweeps_taken
         return buf.nat
 
 

@@ -35,7 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cosmobench.models.layers import ElementPReLU, SameConvTranspose2d
+from cosmobench.models.layers import (
+    ElementPReLU,
+    SameConvTranspose2d,
+    channels_innermost,
+    slopes_channels_last,
+)
 
 __all__ = ["FlippedConv", "FrozenElementPReLU", "SubPixelConv", "inference_decoder"]
 
@@ -99,13 +104,11 @@ class FrozenElementPReLU(nn.Module):
         super().__init__()
         w = layer.weight.detach()
         self.register_buffer("weight", w.clone())
-        channels_last = w.permute(1, 2, 0).contiguous().permute(2, 0, 1) if w.dim() == 3 else w
-        self.register_buffer("weight_channels_last", channels_last.clone())
+        channels_last = slopes_channels_last(w) if w.dim() == 3 else w.clone()
+        self.register_buffer("weight_channels_last", channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.weight
-        if x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1:
-            w = self.weight_channels_last
+        w = self.weight_channels_last if channels_innermost(x) else self.weight
         return torch._prelu_kernel(x, w.to(x.dtype))
 
 

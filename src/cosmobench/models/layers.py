@@ -41,6 +41,8 @@ __all__ = [
     "make_prelu",
     "same_conv2d",
     "same_pads",
+    "channels_innermost",
+    "slopes_channels_last",
 ]
 
 
@@ -183,6 +185,18 @@ def element_prelu(x: Tensor, weight: Tensor) -> Tensor:
     return _ElementPReLU.apply(x, weight.to(x.dtype))
 
 
+def channels_innermost(x: Tensor) -> bool:
+    """Whether a 4-d activation has its channels innermost in memory (channels-last, or a
+    cropped view of it): per-element PReLU slopes must then be laid out the same way, or
+    the kernel walks two layouts at once and cannot vectorise."""
+    return x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1
+
+
+def slopes_channels_last(weight: Tensor) -> Tensor:
+    """Per-element slopes ``(C, H, W)`` copied with their channels innermost (same shape)."""
+    return weight.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+
+
 def element_prelu_reference(x: Tensor, weight: Tensor) -> Tensor:
     """The textbook form of :func:`element_prelu`, kept as the tests' reference."""
     return torch.where(x > 0, x, weight.to(x.dtype) * x)
@@ -208,10 +222,8 @@ class ElementPReLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, *shape) -> (B, *shape)
         w = self.weight
-        if x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1 and w.stride(0) != 1:
-            # channels innermost (channels-last, or a cropped view of it): lay the slopes out
-            # the same way, or the kernel walks two layouts at once and cannot vectorise
-            w = w.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        if channels_innermost(x) and w.stride(0) != 1:
+            w = slopes_channels_last(w)
         return element_prelu(x, w)
 
     def extra_repr(self) -> str:
