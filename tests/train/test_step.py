@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cosmobench.models import build_model
+from cosmobench.models.variational import VariationalConv2d
 from cosmobench.train import make_optimizer, make_train_step, model_loss
 from cosmobench.train.step import LossModule
 
@@ -36,8 +37,8 @@ def test_step_is_one_adam_step_on_the_models_loss(kind, device):
     ref, start = copy.deepcopy(model), copy.deepcopy(model)
     x, y = _batch(kind, device)
     opt = make_optimizer(model, lr=1e-3)
-    # the reference's NCHW arithmetic (channels-last is checked against it below)
-    step = make_train_step(model, opt, n_train=100, channels_last=False)
+    # the CPU's default mixed layout against a plain NCHW model (and plain Adam)
+    step = make_train_step(model, opt, n_train=100)
 
     torch.manual_seed(5)  # the same BNN / VAE noise for both
     loss = step(x, y)
@@ -85,6 +86,29 @@ def test_channels_last_step_computes_the_same_gradients(kind):
     assert not conv.weight.is_contiguous()
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
     for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "bnn", "vae"])
+def test_cpu_step_lays_small_kernels_channels_last_with_the_same_gradients(kind):
+    """The CPU default (mixed layout) against all-NCHW: the same loss and gradients to
+    rounding, the BNN's weight noise included (drawn in the same order)."""
+    torch.manual_seed(0)
+    model = build_model(kind, SMALL[kind])
+    ref = copy.deepcopy(model)
+    x, y = _batch(kind, "cpu")
+    losses = []
+    for net, mixed in ((model, None), (ref, False)):
+        torch.manual_seed(5)
+        losses.append(make_train_step(net, make_optimizer(net, lr=0.0), n_train=100,
+                                      mixed_layout=mixed)(x, y))  # fmt: skip
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d | VariationalConv2d))
+    kernel = first.weight if isinstance(first, torch.nn.Conv2d) else first.weight_mu
+    assert kernel.is_contiguous(memory_format=torch.channels_last) and not kernel.is_contiguous()
+    assert all(p.is_contiguous() for p in ref.parameters())  # mixed_layout=False: untouched
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
+        assert p.grad.stride() == p.stride(), name  # fused Adam needs matching layouts
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 

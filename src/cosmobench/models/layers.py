@@ -40,6 +40,7 @@ __all__ = [
     "element_prelu_reference",
     "make_prelu",
     "same_conv2d",
+    "kernel_format",
     "same_pads",
     "channels_innermost",
     "slopes_channels_last",
@@ -63,8 +64,26 @@ def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def kernel_format(weight: Tensor) -> torch.memory_format:
+    """The memory format a convolution's input should have to match its kernel.
+
+    ``channels_last`` for a kernel laid out channels-last (and not also plainly contiguous,
+    as a 1×1 or single-input-channel kernel is), else ``contiguous_format``. PyTorch's
+    oneDNN path converts whichever of input and kernel disagrees with the other, and
+    converting a large kernel (256×256×3×3) costs more than converting a small activation:
+    each convolution therefore takes its input in its kernel's layout
+    (:mod:`cosmobench.models.layout` chooses the kernels' layouts).
+    """
+    if weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(
+        memory_format=torch.channels_last
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def same_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
-    """2-D convolution with TensorFlow 'SAME' padding (asymmetric when needed).
+    """2-D convolution with TensorFlow 'SAME' padding (asymmetric when needed), its input
+    laid out as its kernel (:func:`kernel_format`).
 
     Arguments:
         x: Input ``(B, C_in, H, W)``.
@@ -75,6 +94,7 @@ def same_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> 
     Returns:
         ``(B, C_out, ceil(H / stride), ceil(W / stride))``.
     """
+    x = x.contiguous(memory_format=kernel_format(weight))  # no-op when they already agree
     k = weight.shape[-1]
     ph = same_pads(x.shape[-2], k, stride)
     pw = same_pads(x.shape[-1], k, stride)

@@ -56,6 +56,31 @@ def normal_kl(mu: Tensor, sigma: Tensor, prior_std: float = 1.0) -> Tensor:
     ).sum()
 
 
+def _flat(t: Tensor) -> Tensor:
+    """``t`` as a 1-d view in memory order (a copy only for a layout with gaps): a sum over
+    all elements does not care about their order, and a channels-last kernel
+    (:mod:`cosmobench.models.layout`) would be copied by ``flatten``."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
+        memory_format=torch.channels_last
+    ):
+        return t.permute(0, 2, 3, 1).reshape(-1)
+    return t.reshape(-1)
+
+
+def _randn_like(t: Tensor) -> Tensor:
+    """Standard normal noise shaped and laid out like ``t``: the numbers ``torch.randn_like``
+    draws for a contiguous ``t``, whatever ``t``'s layout. ATen's vectorised sampler only
+    fills contiguous tensors (filling a channels-last kernel element by element took 2-4×
+    longer), and drawing in one order keeps a channels-last kernel's noise (and so the
+    training run) the same as an NCHW one's."""
+    eps = torch.randn(t.shape, dtype=t.dtype, device=t.device)
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
+        memory_format=torch.channels_last
+    ):
+        eps = eps.contiguous(memory_format=torch.channels_last)
+    return eps
+
+
 class _SampleKL(torch.autograd.Function):
     r"""One weight sample and the layer's KL in one pass over ``(μ, ρ)``, with the gradients
     written out by hand.
@@ -78,7 +103,7 @@ class _SampleKL(torch.autograd.Function):
         sigma = F.softplus(rho)
         w = torch.addcmul(mu, sigma, eps) if add_mean else sigma * eps
         var = 1.0 / prior_std**2
-        kl = torch.dot(sigma.flatten(), sigma.flatten()) + torch.dot(mu.flatten(), mu.flatten())
+        kl = torch.dot(_flat(sigma), _flat(sigma)) + torch.dot(_flat(mu), _flat(mu))
         kl = kl * (0.5 * var) - sigma.log().sum() + mu.numel() * (math.log(prior_std) - 0.5)
         ctx.save_for_backward(mu, rho, sigma, eps)
         ctx.var, ctx.add_mean = var, add_mean
@@ -166,7 +191,7 @@ class VariationalLayer(nn.Module):
 
     def sample_weight(self) -> Tensor:
         """One kernel sample μ + σ ε (reparameterised, differentiable in μ and ρ)."""
-        return self.weight_mu + self.weight_sigma * torch.randn_like(self.weight_mu)
+        return self.weight_mu + self.weight_sigma * _randn_like(self.weight_mu)
 
     def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         raise NotImplementedError
@@ -176,7 +201,7 @@ class VariationalLayer(nn.Module):
         same ``(μ, ρ)`` comes out of the same pass (:class:`_SampleKL`) and is kept for
         :meth:`kl` until the parameters change."""
         mu, rho = self.weight_mu, self.weight_rho
-        eps = torch.randn_like(mu)
+        eps = _randn_like(mu)
         if torch.compiler.is_compiling() or not (
             torch.is_grad_enabled() and (mu.requires_grad or rho.requires_grad)
         ):  # no gradient (prediction), or a compiler that fuses the plain expression itself

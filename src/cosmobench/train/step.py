@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import check_choice
+from cosmobench.models.layout import mixed_channels_last
 
 __all__ = [
     "make_optimizer",
@@ -141,6 +142,7 @@ def make_train_step(
     n_train: int,
     precision: str = "fp32",
     channels_last: bool = False,
+    mixed_layout: bool | None = None,
 ) -> TrainStep:
     """Build the exact optimisation step the trainer runs and the benchmark times.
 
@@ -157,6 +159,12 @@ def make_train_step(
             Xeon cores (2 threads, interleaved, idle) NHWC was 9 % slower at batch 2 and
             4 % at batch 4, 4–7 % faster at batch 8–14; a BNN step doubled (its weight
             noise is drawn over contiguous tensors).
+        mixed_layout: lay the small convolutions out channels-last and keep the large ones
+            NCHW (:func:`cosmobench.models.layout.mixed_channels_last`; parameters and any
+            optimiser state converted in place). ``None`` (default): on when the model is
+            on the CPU, not ``DistributedDataParallel``-wrapped and ``channels_last`` is
+            off; the NCHW reorders it saves were a quarter of the oneDNN time of a CNN step
+            (``benchmarks/step_variants.py``).
 
     Returns:
         ``step(x, y) -> loss``: one step on batch ``(x, y)``; the loss is returned as a
@@ -177,6 +185,12 @@ def make_train_step(
     _aten_random_under_compile()
     if channels_last:
         model.to(memory_format=torch.channels_last)  # same Parameter objects: Adam keeps them
+    if mixed_layout is None:
+        mixed_layout = ctx_type == "cpu" and not channels_last and not isinstance(
+            model, nn.parallel.DistributedDataParallel
+        )
+    if mixed_layout:
+        mixed_channels_last(model, optimizer)
 
     def step(x: Tensor, y: Tensor | None) -> Tensor:
         if channels_last and x.dim() == 4:
