@@ -9,7 +9,11 @@ import torch
 
 from cosmobench.models import ShapeConfig, ShapeNet, build_model
 from cosmobench.models.layers import ElementPReLU, SameConv2d, kernel_format, same_conv2d
-from cosmobench.models.layout import MAX_CHANNELS_LAST_KERNEL, mixed_channels_last
+from cosmobench.models.layout import (
+    MAX_CHANNELS_LAST_KERNEL,
+    match_optimizer_state,
+    mixed_channels_last,
+)
 from cosmobench.models.variational import VariationalConv2d, _randn_like
 
 CL = torch.channels_last
@@ -60,7 +64,8 @@ def test_mixed_layout_computes_the_same_function(kind):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_optimizer_state_follows_its_parameters():
+@pytest.mark.parametrize("how", ["mixed", "whole model"])
+def test_optimizer_state_follows_its_parameters(how):
     """CPU fused Adam walks parameter, gradient and state in memory order: a channels-last
     parameter with NCHW state (e.g. a resumed run) would mix its elements up silently."""
     torch.manual_seed(0)
@@ -72,7 +77,12 @@ def test_optimizer_state_follows_its_parameters():
         m.loss(x, y).backward()
         opt.step()
         opt.zero_grad()
-    assert mixed_channels_last(net, opts[0]) == 4
+    if how == "mixed":
+        assert mixed_channels_last(net, opts[0]) == 4
+    else:  # make_train_step(channels_last=True)
+        net.to(memory_format=CL)
+        match_optimizer_state(opts[0])
+    assert any(_is_cl(p) for p in net.parameters())
     for p in net.parameters():
         for v in opts[0].state[p].values():
             if v.dim():

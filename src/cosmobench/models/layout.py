@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from cosmobench.models.layers import ElementPReLU, SameConv2d, slopes_channels_last
 from cosmobench.models.variational import VariationalConv2d
 
-__all__ = ["MAX_CHANNELS_LAST_KERNEL", "mixed_channels_last"]
+__all__ = ["MAX_CHANNELS_LAST_KERNEL", "match_optimizer_state", "mixed_channels_last"]
 
 #: Largest kernel (elements) laid out channels-last by :func:`mixed_channels_last`.
 MAX_CHANNELS_LAST_KERNEL = 128 * 128 * 3 * 3
@@ -41,15 +41,19 @@ def _kernels(module: nn.Module) -> list[nn.Parameter]:
     return []
 
 
-def _relayout(param: nn.Parameter, data: Tensor, optimizer: torch.optim.Optimizer | None) -> None:
-    """Give ``param`` the layout of ``data`` (same values), and its optimiser state too: the
-    CPU's fused Adam walks parameter, gradient and state in memory order, so their layouts
-    must agree (a mismatch silently mixes elements up)."""
-    param.data = data
-    state = optimizer.state.get(param, {}) if optimizer is not None else {}
-    for key, value in state.items():
-        if isinstance(value, Tensor) and value.shape == data.shape:
-            state[key] = torch.empty_like(data).copy_(value)
+def match_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Lay every state tensor of ``optimizer`` out as its parameter (same values).
+
+    The CPU's fused Adam walks parameter, gradient and state in memory order, so their
+    layouts must agree: a parameter converted to channels-last after its state was created
+    (a resumed run) would otherwise have its elements silently mixed up (tested)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if (isinstance(value, Tensor) and value.shape == p.shape
+                        and value.stride() != p.stride()):  # fmt: skip
+                    state[key] = torch.empty_like(p).copy_(value)
 
 
 def mixed_channels_last(
@@ -85,9 +89,11 @@ def mixed_channels_last(
             if not kernels or kernels[0].numel() > max_kernel:
                 continue
             for p in kernels:
-                _relayout(p, p.data.contiguous(memory_format=torch.channels_last), optimizer)
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
             count += 1
             after = layers[i + 1] if i + 1 < len(layers) else None
             if isinstance(after, ElementPReLU) and after.weight.dim() == 3:
-                _relayout(after.weight, slopes_channels_last(after.weight.data), optimizer)
+                after.weight.data = slopes_channels_last(after.weight.data)
+    if optimizer is not None:
+        match_optimizer_state(optimizer)
     return count

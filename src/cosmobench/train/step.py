@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import check_choice
-from cosmobench.models.layout import mixed_channels_last
+from cosmobench.models.layout import match_optimizer_state, mixed_channels_last
 
 __all__ = [
     "make_optimizer",
@@ -185,6 +185,7 @@ def make_train_step(
     _aten_random_under_compile()
     if channels_last:
         model.to(memory_format=torch.channels_last)  # same Parameter objects: Adam keeps them
+        match_optimizer_state(optimizer)  # ... and any state it has follows their layout
     if mixed_layout is None:
         mixed_layout = ctx_type == "cpu" and not channels_last and not isinstance(
             model, nn.parallel.DistributedDataParallel
