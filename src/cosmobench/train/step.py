@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from cosmobench.allocator import retain_freed_memory
 from cosmobench.devices import PRECISIONS, autocast
 from cosmobench.errors import check_choice
 from cosmobench.models.layout import match_optimizer_state, mixed_channels_last
@@ -186,6 +187,8 @@ def make_train_step(
     if channels_last:
         model.to(memory_format=torch.channels_last)  # same Parameter objects: Adam keeps them
         match_optimizer_state(optimizer)  # ... and any state it has follows their layout
+    if ctx_type == "cpu":
+        retain_freed_memory()  # no page faults for each step's activations
     if mixed_layout is None:
         mixed_layout = ctx_type == "cpu" and not channels_last and not isinstance(
             model, nn.parallel.DistributedDataParallel
