@@ -113,6 +113,11 @@ class _SampleKL(torch.autograd.Function):
     def backward(ctx: Any, grad_w: Tensor | None, grad_kl: Tensor | None) -> tuple:
         mu, rho, sigma, eps = ctx.saved_tensors
         g_mu = g_rho = None
+        if grad_w is not None and grad_w.stride() != eps.stride():
+            # a convolution hands back its kernel's gradient NCHW even for a channels-last
+            # kernel (cosmobench.models.layout): one copy into the kernel's layout, and the
+            # element-wise passes below each walk a single layout
+            grad_w = torch.empty_like(eps).copy_(grad_w)
         if grad_kl is None:
             grad_kl = mu.new_zeros(())
         g_sigma = (sigma * ctx.var - sigma.reciprocal()).mul_(grad_kl)
