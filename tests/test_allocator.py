@@ -1,4 +1,4 @@
-"""Freed CPU memory is kept by glibc's malloc: a repeated allocation stops page-faulting."""
+"""Freed CPU memory is kept by glibc's malloc: a training step stops page-faulting."""
 
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ import json, resource, torch
 from cosmobench.allocator import retain_freed_memory
 from cosmobench.models import ShapeNet, ShapeConfig
 from cosmobench.train.step import make_optimizer, make_train_step
-net = ShapeNet(ShapeConfig(image_size=16, filters=(4, 8)))
-make_train_step(net, make_optimizer(net), n_train=10)  # a CPU step sets it
-kept = retain_freed_memory()
-def step():  # a step's activations: several 8 MiB blocks written, then all freed
-    blocks = [torch.empty(8 << 20, dtype=torch.uint8).fill_(1) for _ in range(6)]
-    del blocks
-step(), step()  # warm-up: glibc's adaptive thresholds settle, the heap grows once
+torch.set_num_threads(1)
+torch.manual_seed(0)
+net = ShapeNet(ShapeConfig(bayesian=True))  # the paper's BNN: ~1 s for these steps
+step = make_train_step(net, make_optimizer(net), n_train=10)  # a CPU step sets it
+x, y = torch.randn(2, 6, 64, 64), torch.zeros(2, 3)
+for _ in range(3):
+    step(x, y)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    step()
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(json.dumps({"kept": kept, "faults": faults}))
+for _ in range(5):
+    step(x, y)
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+print(json.dumps({"kept": retain_freed_memory(), "faults": faults}))
 """
 
 
@@ -40,6 +40,7 @@ def _run(keep: str) -> dict:
 def test_training_step_keeps_freed_memory_and_stops_page_faults():
     kept, default = _run("1"), _run("0")
     assert kept["kept"] is True and default["kept"] is False
-    pages = 10 * 6 * (8 << 20) // 4096
-    assert default["faults"] > pages // 2  # glibc's default returns and refaults the pages
-    assert kept["faults"] < pages // 50  # kept: the same pages are reused
+    # glibc's default maps the step's freed activations afresh (~4,500 faults a step on the
+    # machines here); kept, the pages are reused
+    assert default["faults"] > 1000
+    assert kept["faults"] < default["faults"] / 5

@@ -4,8 +4,8 @@ PyTorch's CPU tensors come from the C library's ``malloc``. glibc hands large bl
 the kernel when they are freed (``munmap``, or trimming the top of the heap past
 ``M_TRIM_THRESHOLD``, by default twice its adaptive mmap threshold), so every step's
 activations are mapped afresh and the kernel zero-fills each new page: on 2 Xeon cores a
-Bayesian CNN step at batch 14 took ~12,000 page faults and 30 ms of system time, a CNN step at
-batch 2 ~1,400 and 4 ms (``benchmarks/allocator.py``). TensorFlow, the paper's framework,
+Bayesian CNN step at batch 14 took 9,700 page faults and 23 ms of system CPU time, a CNN step
+at batch 2 1,400 and 4 ms (``benchmarks/allocator.py``). TensorFlow, the paper's framework,
 keeps its memory in its own allocator. :func:`retain_freed_memory` asks glibc (``mallopt``)
 to keep blocks of up to :data:`MMAP_THRESHOLD` on its heap and not to trim the heap below
 :data:`TRIM_THRESHOLD` of free memory: the pages are then reused, not faulted in again. The

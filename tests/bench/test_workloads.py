@@ -13,6 +13,8 @@ from cosmobench.bench.generation import SimulateWorkload
 from cosmobench.bench.modes import Mode
 from cosmobench.bench.runner import default_workloads, run_bench
 from cosmobench.bench.workloads import BuildContext
+from cosmobench.models.layers import SameConv2d
+from cosmobench.models.layout import MAX_CHANNELS_LAST_KERNEL, mixed_channels_last
 
 FAST = {"repeats": 2, "min_block_s": 0.0, "warmup_max_s": 0.3}
 
@@ -174,8 +176,12 @@ def test_channels_last_mode_lays_the_trained_model_out_nhwc(tiny_registry, monke
 
     monkeypatch.setattr(train_step, "make_train_step", spy)
     ctx = BuildContext(device=torch.device("cpu"))
-    for mode, nhwc in ((Mode(channels_last=True), True), (Mode(), False)):
+    for mode in (Mode(channels_last=True), Mode()):
         tiny_registry["train-cnn"].build(mode, 2, ctx)
-        conv = next(m for m in seen[-1].modules() if isinstance(m, torch.nn.Conv2d))
-        assert conv.weight.is_contiguous(memory_format=torch.channels_last) is nhwc
-        assert conv.weight.is_contiguous() is not nhwc
+        for conv in (m for m in seen[-1].modules() if isinstance(m, torch.nn.Conv2d)):
+            # channels-last: every kernel; otherwise the CPU's mixed layout, by kernel size
+            nhwc = mode.channels_last or conv.weight.numel() <= MAX_CHANNELS_LAST_KERNEL
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+            assert conv.weight.is_contiguous() is not nhwc
+    big = torch.nn.Sequential(SameConv2d(256, 256, 3, 1))  # above the bound: stays NCHW
+    assert mixed_channels_last(big) == 0 and big[0].weight.is_contiguous()

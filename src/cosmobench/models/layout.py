@@ -3,9 +3,10 @@ outweigh the kernel.
 
 PyTorch hands a convolution to oneDNN, whose kernels work on channels-innermost data. With
 the usual NCHW tensors oneDNN reorders every activation into its blocked layout and back,
-in the forward and both backward passes: at batch 8 the paper's CNN spends 12 of its 50 ms
-of oneDNN time in reorders (2 Xeon cores; ``benchmarks/step_variants.py``). Channels-last (NHWC)
-activations need none, but a channels-last *kernel* costs PyTorch a strided copy of its
+in the forward and both backward passes: at batch 8 the paper's CNN spent 8.6 of its 45 ms
+of oneDNN time in reorders (2 Xeon cores with AMX; 3.3 ms in this layout, the kernels' own;
+``benchmarks/step_variants.py``). Channels-last (NHWC) activations need no reorder, but a
+channels-last *kernel* costs PyTorch a strided copy of its
 gradient every step, and a contiguous kernel fed a channels-last input is converted four
 times a step: a 256×256×3×3 kernel's copy takes longer than the reorders it saves.
 

@@ -164,8 +164,8 @@ def make_train_step(
             NCHW (:func:`cosmobench.models.layout.mixed_channels_last`; parameters and any
             optimiser state converted in place). ``None`` (default): on when the model is
             on the CPU, not ``DistributedDataParallel``-wrapped and ``channels_last`` is
-            off; the NCHW reorders it saves were a quarter of the oneDNN time of a CNN step
-            (``benchmarks/step_variants.py``).
+            off. The NCHW reorders it saves were a fifth of the oneDNN time of a CNN step
+            at batch 8; the step was 1.03-1.16x faster (``benchmarks/step_variants.py``).
 
     Returns:
         ``step(x, y) -> loss``: one step on batch ``(x, y)``; the loss is returned as a
