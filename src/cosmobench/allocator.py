@@ -34,8 +34,8 @@ _done: bool | None = None
 def retain_freed_memory() -> bool:
     """Set glibc's malloc to keep freed memory (once per process); whether it is set.
 
-    Called by the CPU training step, the CPU galaxy sampler and the command line. Returns
-    ``False`` where there is no glibc ``mallopt`` or ``COSMOBENCH_KEEP_MALLOC=0``.
+    Called by the CPU training step (``make_train_step``) and the CPU galaxy sampler.
+    Returns ``False`` where there is no glibc ``mallopt`` or ``COSMOBENCH_KEEP_MALLOC=0``.
     """
     global _done
     if _done is None:

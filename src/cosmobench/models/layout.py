@@ -6,9 +6,9 @@ the usual NCHW tensors oneDNN reorders every activation into its blocked layout 
 in the forward and both backward passes: at batch 8 the paper's CNN spent 8.6 of its 45 ms
 of oneDNN time in reorders (2 Xeon cores with AMX; 3.3 ms in this layout, the kernels' own;
 ``benchmarks/step_variants.py``). Channels-last (NHWC) activations need no reorder, but a
-channels-last *kernel* costs PyTorch a strided copy of its
-gradient every step, and a contiguous kernel fed a channels-last input is converted four
-times a step: a 256×256×3×3 kernel's copy takes longer than the reorders it saves.
+channels-last *kernel* costs PyTorch a strided copy of its gradient every step, and a
+contiguous kernel fed a channels-last input is converted four times a step: a 256×256×3×3
+kernel's copy takes longer than the reorders it saves.
 
 So the layout is chosen per layer, by size: a convolution whose kernel has at most
 :data:`MAX_CHANNELS_LAST_KERNEL` elements (the first three blocks of the paper's network, up
