@@ -68,40 +68,27 @@ def test_step_is_one_adam_step_on_the_models_loss(kind, device):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
-@pytest.mark.parametrize("kind", ["cnn", "vae"])
-def test_channels_last_step_computes_the_same_gradients(kind):
+@pytest.mark.parametrize(
+    ("kind", "layout"),
+    [("cnn", "channels_last"), ("vae", "channels_last"),
+     ("cnn", "mixed"), ("bnn", "mixed"), ("vae", "mixed")],
+)  # fmt: skip
+def test_cpu_layouts_compute_the_nchw_gradients(kind, layout):
+    """Channels-last (``channels_last=True``) and the CPU default (mixed layout: small kernels
+    channels-last) against all-NCHW: the same loss and gradients to rounding, the BNN's
+    weight noise included (drawn in the same order)."""
     torch.manual_seed(0)
     model = build_model(kind, SMALL[kind])
     ref = copy.deepcopy(model)
     x, y = _batch(kind, "cpu")
+    options = {"channels_last": True} if layout == "channels_last" else {}
     losses = []
-    for net, cl in ((model, True), (ref, False)):
-        torch.manual_seed(5)  # the same VAE noise
+    for net, kw in ((model, options), (ref, {"mixed_layout": False})):
+        torch.manual_seed(5)  # the same BNN / VAE noise
         # lr 0: the gradients are compared, not Adam's first step (which turns rounding
         # differences of near-zero gradients into ±lr)
         losses.append(make_train_step(net, make_optimizer(net, lr=0.0), n_train=100,
-                                      channels_last=cl)(x, y))  # fmt: skip
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert not conv.weight.is_contiguous()
-    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
-    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
-
-
-@pytest.mark.parametrize("kind", ["cnn", "bnn", "vae"])
-def test_cpu_step_lays_small_kernels_channels_last_with_the_same_gradients(kind):
-    """The CPU default (mixed layout) against all-NCHW: the same loss and gradients to
-    rounding, the BNN's weight noise included (drawn in the same order)."""
-    torch.manual_seed(0)
-    model = build_model(kind, SMALL[kind])
-    ref = copy.deepcopy(model)
-    x, y = _batch(kind, "cpu")
-    losses = []
-    for net, mixed in ((model, None), (ref, False)):
-        torch.manual_seed(5)
-        losses.append(make_train_step(net, make_optimizer(net, lr=0.0), n_train=100,
-                                      mixed_layout=mixed)(x, y))  # fmt: skip
+                                      **kw)(x, y))  # fmt: skip
     first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d | VariationalConv2d))
     kernel = first.weight if isinstance(first, torch.nn.Conv2d) else first.weight_mu
     assert kernel.is_contiguous(memory_format=torch.channels_last) and not kernel.is_contiguous()
