@@ -158,8 +158,8 @@ def make_train_step(
             channels-last (NHWC, oneDNN's own layout; the same gradients to rounding,
             tested). The model is converted in place. Off by default: for the CNN on 2
             Xeon cores (2 threads, interleaved, idle) NHWC was 9 % slower at batch 2 and
-            4 % at batch 4, 4–7 % faster at batch 8–14; a BNN step doubled (its weight
-            noise is drawn over contiguous tensors).
+            4 % at batch 4, 4–7 % faster at batch 8–14; a BNN step doubled (measured
+            before channels-last kernels drew their noise contiguously).
         mixed_layout: lay the small convolutions out channels-last and keep the large ones
             NCHW (:func:`cosmobench.models.layout.mixed_channels_last`; parameters and any
             optimiser state converted in place). ``None`` (default): on when the model is
