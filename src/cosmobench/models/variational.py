@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cosmobench.models.layers import same_conv2d
+from cosmobench.models.layers import kernel_format, same_conv2d
 
 __all__ = ["VariationalConv2d", "VariationalLinear", "VariationalLayer", "normal_kl"]
 
@@ -60,9 +60,7 @@ def _flat(t: Tensor) -> Tensor:
     """``t`` as a 1-d view in memory order (a copy only for a layout with gaps): a sum over
     all elements does not care about their order, and a channels-last kernel
     (:mod:`cosmobench.models.layout`) would be copied by ``flatten``."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
-        memory_format=torch.channels_last
-    ):
+    if kernel_format(t) == torch.channels_last:
         return t.permute(0, 2, 3, 1).reshape(-1)
     return t.reshape(-1)
 
@@ -74,11 +72,7 @@ def _randn_like(t: Tensor) -> Tensor:
     element by element cost several times more per number), and drawing in one order keeps
     a channels-last kernel's noise (and so the training run) the same as an NCHW one's."""
     eps = torch.randn(t.shape, dtype=t.dtype, device=t.device)
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
-        memory_format=torch.channels_last
-    ):
-        eps = eps.contiguous(memory_format=torch.channels_last)
-    return eps
+    return eps.contiguous(memory_format=kernel_format(t))  # no-op for a contiguous kernel
 
 
 class _SampleKL(torch.autograd.Function):
