@@ -3,6 +3,7 @@ the theoretical peak, GPU datasheet figures, and the provenance of results."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cosmobench.bench import env as bench_env
@@ -64,6 +65,38 @@ def test_theoretical_peak_is_cores_times_clock_times_flops_per_cycle():
     epyc = cpu_info(EPYC, environ={}, torch_capability="AVX2")
     assert theoretical_peak(torch.device("cpu"), "fp32", 8, cpu=epyc)["flops_per_s"] == \
         2 * 2450e6 * 32  # capped at the 2 cores
+
+
+ZEN4 = """vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+cpu MHz\t\t: 2596.146
+cpu cores\t: 2
+flags\t\t: fpu avx avx2 fma avx512f avx512bw avx512_bf16
+"""
+
+
+def test_zen4_runs_avx512_at_half_intels_rate():
+    """Zen 4 has AVX-512 (and bf16) on 256-bit units: half Intel's FLOPs per cycle."""
+    zen4 = cpu_info(ZEN4, environ={}, torch_capability="AVX512")
+    assert (zen4.vendor, zen4.family, zen4.isa) == ("AuthenticAMD", 25, "avx512_bf16")
+    cpu = torch.device("cpu")
+    fp32, bf16 = (theoretical_peak(cpu, p, 2, cpu=zen4) for p in ("fp32", "bf16"))
+    assert fp32["flops_per_s"] == pytest.approx(2 * 2596.146e6 * 32) and "Zen 4" in fp32["source"]
+    assert bf16["flops_per_s"] == pytest.approx(2 * 2596.146e6 * 64)
+    # the same flags on an Intel core, and a later AMD family, keep the full-width rate
+    intel = cpu_info(ZEN4.replace("AuthenticAMD", "GenuineIntel"), environ={},
+                     torch_capability="AVX512")
+    zen5 = cpu_info(ZEN4.replace("family\t: 25", "family\t: 26"), environ={},
+                    torch_capability="AVX512")
+    for other in (intel, zen5):
+        assert theoretical_peak(cpu, "fp32", 2, cpu=other)["flops_per_s"] == \
+            pytest.approx(2 * 2596.146e6 * 64)
+    # capped to AVX2, the 256-bit rate, with no Zen 4 halving on top
+    capped = cpu_info(ZEN4, environ={"ATEN_CPU_CAPABILITY": "avx2"}, torch_capability="AVX2")
+    assert theoretical_peak(cpu, "fp32", 2, cpu=capped)["flops_per_s"] == \
+        pytest.approx(2 * 2596.146e6 * 32)
 
 
 def test_gpu_datasheet_by_name():

@@ -180,3 +180,18 @@ def test_mfu_above_one_is_flagged_and_old_single_matmul_peaks_give_no_mfu():
     assert s["mfu"] > 1 and s["mfu_above_roofline"]
     old = fast.summary({"fp32": {"flops_per_s": 1e12, "size": 2048}})  # schema 1: one mm
     assert old["mfu"] is None and old["mfu_vs_single_matmul"] > 1
+
+
+def test_a_theoretical_peak_below_the_measured_roofline_is_flagged(tmp_path):
+    """A clock read below the boost clock gives a 'peak' the machine beats: the report says so."""
+    theory = {"flops_per_s": 0.8e12, "source": "2 cores x 2596 MHz (cpuinfo current)"}
+    peaks = {"fp32": {"flops_per_s": 1e12, "roofline": True, "dtype": "float32",
+                      "theoretical": theory}}
+    low = make(CPU_ENV, [train_record("train-cnn", "eager", 2, 0.012)], tmp_path / "low.json",
+               peaks=peaks)
+    text = compare([low], tmp_path / "low", reference=None).read_text()
+    assert "Theoretical peak below the measured roofline" in text and "cpuinfo current" in text
+    peaks["fp32"]["theoretical"] = {**theory, "flops_per_s": 1.2e12}
+    ok = make(CPU_ENV, [train_record("train-cnn", "eager", 2, 0.012)], tmp_path / "ok.json",
+              peaks=peaks)
+    assert "below the measured" not in compare([ok], tmp_path / "ok", reference=None).read_text()

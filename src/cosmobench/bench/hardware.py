@@ -16,6 +16,12 @@ The theoretical peak is cores x clock x FLOPs per cycle of the instruction set
 multiply does 1,024 bf16 FLOPs per cycle, Intel's *Optimization Reference Manual*, ch. 20),
 or the datasheet figure of a GPU (:data:`GPU_DATASHEET`, dense, without sparsity). It is
 an upper bound the measured roofline (:mod:`cosmobench.bench.peak`) is shown next to.
+AMD's Zen 4 (family 19h) runs AVX-512 on 256-bit floating-point units, each 512-bit
+instruction in two halves (AMD's *Software Optimization Guide for the Zen 4
+Microarchitecture*, 57647), so its AVX-512 rates are half of Intel's
+(:func:`flops_per_cycle`). Where the clock is read from ``cpu MHz`` (a virtual machine shows
+no maximum), it is the clock the kernel last saw, and a core that boosts above it can beat
+the 'peak': the report then says the peak is below the measured roofline.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = [
     "ISA_LEVELS",
     "CpuInfo",
     "cpu_info",
+    "flops_per_cycle",
     "gpu_datasheet",
     "gpu_info",
     "theoretical_peak",
@@ -117,6 +124,7 @@ class CpuInfo:
         logical_cpus: CPUs this process may run on; physical_cores: cores per socket x sockets
             where readable.
         mhz: maximum (else nominal, else current) clock in MHz; mhz_source says which.
+        vendor: ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``); family: ``cpu family``.
     """
 
     model: str
@@ -128,6 +136,8 @@ class CpuInfo:
     physical_cores: int | None
     mhz: float | None
     mhz_source: str | None
+    vendor: str = ""
+    family: int | None = None
 
     @property
     def bf16_native(self) -> bool:
@@ -177,13 +187,18 @@ def cpu_info(cpuinfo: str | None = None, environ: Mapping[str, str] | None = Non
     """Detect the CPU (arguments override the sources, for tests)."""
     text = _read_cpuinfo() if cpuinfo is None else cpuinfo
     env = os.environ if environ is None else environ
-    model = ""
+    model = vendor = ""
+    family = None
     flags: set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
         if key == "model name" and not model:
             model = value.strip()
+        elif key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key == "cpu family" and family is None and value.strip().isdigit():
+            family = int(value.strip())
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
     model = model or platform.processor() or platform.machine() or "unknown CPU"
@@ -217,7 +232,21 @@ def cpu_info(cpuinfo: str | None = None, environ: Mapping[str, str] | None = Non
         logical = os.cpu_count() or 1
     mhz, source = _max_mhz(text, model)
     return CpuInfo(model=model, flags_isa=flags_isa, isa=isa, torch_capability=cap, caps=caps,
-                   logical_cpus=logical, physical_cores=physical, mhz=mhz, mhz_source=source)
+                   logical_cpus=logical, physical_cores=physical, mhz=mhz, mhz_source=source,
+                   vendor=vendor, family=family)
+
+
+#: AMD families whose AVX-512 runs on 256-bit units (19h: Zen 3, which has none, and Zen 4).
+_HALF_WIDTH_AVX512 = {("AuthenticAMD", 0x19)}
+
+
+def flops_per_cycle(cpu: CpuInfo, precision: str) -> tuple[float, str]:
+    """FLOPs per cycle per core for ``precision`` on ``cpu``, and a note on where from."""
+    key = "bf16" if precision == "bf16" else "fp32"
+    rate = FLOPS_PER_CYCLE[cpu.isa][key]
+    if cpu.isa in ("avx512", "avx512_bf16") and (cpu.vendor, cpu.family) in _HALF_WIDTH_AVX512:
+        return rate / 2, f"{cpu.isa} on 256-bit units, AMD Zen 4"
+    return rate, cpu.isa
 
 
 def gpu_datasheet(name: str) -> dict[str, float | None] | None:
@@ -299,7 +328,7 @@ def theoretical_peak(device: torch.device, precision: str, threads: int,
     if cpu.mhz is None:
         return {"flops_per_s": None, "source": "CPU clock not readable"}
     cores = min(threads, cpu.physical_cores or threads, cpu.logical_cpus)
-    per_cycle = FLOPS_PER_CYCLE[cpu.isa]["bf16" if precision == "bf16" else "fp32"]
+    per_cycle, how = flops_per_cycle(cpu, precision)
     return {"flops_per_s": cores * cpu.mhz * 1e6 * per_cycle,
             "source": f"{cores} cores x {cpu.mhz:.0f} MHz ({cpu.mhz_source}) x "
-                      f"{per_cycle:g} FLOP/cycle ({cpu.isa}, {precision})"}
+                      f"{per_cycle:g} FLOP/cycle ({how}, {precision})"}

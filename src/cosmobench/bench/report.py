@@ -64,11 +64,16 @@ def _machines(results: list[Results]) -> list[str]:
     lines += _table(["file", "machine", "device", "threads", "driver", "CUDA", "torch",
                      "cosmobench (commit)", "protocol", "load avg at start", "created",
                      "complete"], rows)
-    peaks = []
+    peaks, below = [], []
     for res in results:
         for key, p in sorted(res.peaks.items()):
             tf = p.get("flops_per_s")
             theory = (p.get("theoretical") or {})
+            if tf and theory.get("flops_per_s") and tf > theory["flops_per_s"]:
+                below.append(f"- `{Path(res.source).name if res.source else '?'}` {key}: "
+                             f"measured {_fmt(tf / 1e12)} > theoretical "
+                             f"{_fmt(theory['flops_per_s'] / 1e12)} TFLOP/s "
+                             f"({theory.get('source', '?')})")
             if p.get("roofline"):
                 how = ", ".join(f"{k} {_fmt(v / 1e12)}" for k, v in p.get("kernels", {}).items())
             else:
@@ -83,6 +88,11 @@ def _machines(results: list[Results]) -> list[str]:
                   "by it) next to the theoretical peak:", ""]
         lines += _table(["file", "machine", "precision", "roofline TFLOP/s", "kernels",
                          "theoretical TFLOP/s", "theory from"], peaks)
+    if below:
+        lines += ["**Theoretical peak below the measured roofline**: the clock it was computed "
+                  "from is below the one the cores ran at (a boost clock the machine does not "
+                  "report): that peak is too low, and the MFU against it too high, to trust:", "",
+                  *below, ""]
     over = [f"- `{Path(res.source).name if res.source else '?'}` {r.workload} {r.mode} "
             f"{r.size_name}={r.size}: MFU {r.summary(res.peaks)['mfu']:.2f}"
             for res in results for r in res.records
