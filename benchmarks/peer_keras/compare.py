@@ -17,6 +17,15 @@ with the speed ratio (peer time ÷ cosmobench time: above 1, cosmobench is faste
 
 ``--modes`` times several cosmobench modes at every point (the peer once); the fastest is
 reported as the best mode. bf16 modes are timed only on CPUs with native bf16.
+
+After the timing, on the same idle machine, the run measures what the hardware allows: the
+FLOPs of each point (matrix products and convolutions, counted by torch's
+``FlopCounterMode`` on cosmobench's own call) and this CPU's roofline in fp32 and, where
+native, bf16 (:func:`cosmobench.bench.peak.measure_roofline`: the best of matrix products
+and a 3×3 convolution). The **ceiling** of a point is the peer's time over the time of those
+FLOPs at the roofline: the speed ratio against the peer of an implementation that ran every
+FLOP as fast as the fastest kernel measured here. A target above the ceiling cannot be met
+by any code on this CPU in that precision (``--no-roofline`` skips this part).
 """
 
 from __future__ import annotations
@@ -184,6 +193,8 @@ def main() -> None:
         "reference, and the fastest of them is the 'best mode' (bf16 only where native)",
     )
     ap.add_argument("--out", default=str(RESULTS / "peer_keras"))
+    ap.add_argument("--no-roofline", action="store_true",
+                    help="skip the FLOP counts, the roofline and the ceilings")
     args = ap.parse_args()
 
     modes, skipped = usable_modes([m.strip() for m in args.modes.split(",") if m.strip()])
@@ -245,6 +256,7 @@ def main() -> None:
     finally:
         peer.close()
 
+    roofline = None if args.no_roofline else ceilings(rows, modes, args)
     derived = {}
     for mode in modes:
         gen = {r["items"]: r["modes"][mode]["s"] for r in rows if "generate" in r["workload"]}
@@ -269,6 +281,7 @@ def main() -> None:
         "repeats": args.repeats,
         "gen_repeats": args.gen_repeats,
         "seconds": round(time.time() - t_start, 1),
+        "roofline": roofline,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -277,6 +290,46 @@ def main() -> None:
     )
     out.with_suffix(".md").write_text(markdown(meta, rows, derived, args))
     print(f"wrote {out.with_suffix('.md')} and .json")
+
+
+def point_flops(workload: str, items: int) -> float | None:
+    """FLOPs of one call of a point, counted on cosmobench's eager fp32 call.
+
+    Generation costs n times a galaxy's FLOPs: the fewer of those counted on one galaxy
+    (the decoder's transposed convolutions) and per galaxy of a batch of up to 32 (the same
+    decoder as plain convolutions, which count more FLOPs but run faster in batches), so
+    that the ceiling is not lowered by work cosmobench chooses to do."""
+    from cosmobench.bench.workloads import count_flops
+
+    if workload.startswith("generate"):
+        ours = Ours("eager")
+        counts = [(count_flops(ours.generate(k, 0)), k) for k in sorted({1, min(items, 32)})]
+        per = [f / k for f, k in counts if f]
+        return min(per) * items if per else None
+    net = workload.split()[0].lower()
+    return count_flops(Ours("eager").train(net, items, 0))
+
+
+def ceilings(rows: list[dict], modes: list[str], args: argparse.Namespace) -> dict:
+    """FLOPs per point, the roofline per precision, and each point's ceiling against the peer
+    (added to ``rows``); the roofline and its kernels are returned for the record."""
+    from cosmobench.bench.peak import measure_roofline
+
+    cpu = torch.device("cpu")
+    precisions = ["fp32"] + (["bf16"] if any("bf16" in m for m in modes) else [])
+    roof = {p: measure_roofline(cpu, p) for p in precisions}
+    for r in rows:
+        flops = point_flops(r["workload"], r["items"])
+        r["flops"] = flops
+        if not flops:
+            continue
+        r["peer_fraction"] = {p: flops / r["peer_s"] / roof[p]["flops_per_s"] for p in roof}
+        r["eager_fraction"] = flops / r["cosmobench_s"] / roof["fp32"]["flops_per_s"]
+        r["ceiling"] = {p: r["peer_s"] / (flops / roof[p]["flops_per_s"]) for p in roof}
+        print(f"{r['workload']:28s} {flops / 1e9:8.2f} GFLOP  ceiling "
+              + "  ".join(f"{p} {c:5.2f}x" for p, c in r["ceiling"].items()), flush=True)
+    return {p: {k: v[k] for k in ("flops_per_s", "kernel", "kernels", "theoretical")}
+            for p, v in roof.items()}
 
 
 def markdown(meta: dict, rows: list[dict], derived: dict, args: argparse.Namespace) -> str:
@@ -319,6 +372,34 @@ def markdown(meta: dict, rows: list[dict], derived: dict, args: argparse.Namespa
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {k}: {v:.3f}" for k, v in derived.items()]
+    roof = meta.get("roofline")
+    if roof:
+        precisions = list(roof)
+        lines += [
+            "",
+            "## What the hardware allows",
+            "",
+            "Roofline measured after the timing, on the same machine: "
+            + "; ".join(f"{p} {v['flops_per_s'] / 1e9:.0f} GFLOP/s ({v['kernel']}; theoretical "
+                        f"{v['theoretical'].get('flops_per_s', 0) / 1e9:.0f}: "
+                        f"{v['theoretical'].get('source', '?')})" for p, v in roof.items())
+            + ". FLOPs: matrix products and convolutions of cosmobench's call (torch's "
+            "``FlopCounterMode``). **Ceiling**: the peer's time over the time of those FLOPs "
+            "at the roofline, the highest speed ratio any implementation could reach here in "
+            "that precision.",
+            "",
+        ]
+        head = ["workload", "GFLOP per call", "peer ÷ fp32 roofline",
+                "cosmobench eager ÷ fp32 roofline"]
+        head += [f"ceiling in {p} (× peer)" for p in precisions]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            if not r.get("flops"):
+                continue
+            cells = [r["workload"], f"{r['flops'] / 1e9:.2f}",
+                     f"{r['peer_fraction']['fp32']:.0%}", f"{r['eager_fraction']:.0%}"]
+            cells += [f"{r['ceiling'][p]:.2f}×" for p in precisions]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

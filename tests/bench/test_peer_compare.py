@@ -38,3 +38,49 @@ def test_rounds_alternate_one_peer_call_and_one_call_per_mode():
     assert set(our_t) == {"eager", "bf16"}
     for wall, cpu in our_t.values():
         assert len(wall) == len(cpu) == 3 and all(t >= 0 for t in wall)
+
+
+def test_ceilings_divide_the_peers_time_by_the_flops_at_the_roofline(monkeypatch):
+    """The ceiling is peer time x roofline / FLOPs, per precision, and the table shows it."""
+    import argparse
+
+    import cosmobench.bench.peak as peak
+
+    mod = _module()
+    roof = {"fp32": 100e9, "bf16": 400e9}
+    monkeypatch.setattr(peak, "measure_roofline", lambda dev, p: {
+        "flops_per_s": roof[p], "kernel": "mm1024", "kernels": {"mm1024": roof[p]},
+        "theoretical": {"flops_per_s": 2 * roof[p], "source": "test"}})
+    monkeypatch.setattr(mod, "point_flops", lambda workload, items: 1e9 * items)
+    rows = [{"workload": "CNN train step, batch 2", "items": 2, "peer_s": 0.05,
+             "cosmobench_s": 0.04, "ratio": 1.25, "cpu_ratio": 1.0, "modes": {},
+             "best_mode": "eager", "best_ratio": 1.25}]
+    args = argparse.Namespace(repeats=3, gen_repeats=3, warmup=1, threads=2)
+    out = mod.ceilings(rows, ["eager", "bf16"], args)
+    r = rows[0]
+    assert r["ceiling"]["fp32"] == 0.05 / (2e9 / 100e9)  # 2.5x: the peer runs at 40 %
+    assert r["ceiling"]["bf16"] == 0.05 / (2e9 / 400e9)
+    assert r["peer_fraction"]["fp32"] == 2e9 / 0.05 / 100e9
+    assert r["eager_fraction"] == 2e9 / 0.04 / 100e9
+    assert set(out) == {"fp32", "bf16"}
+    meta = {"command": "x", "cpu": "cpu", "capability": "AVX2", "torch": "t",
+            "tensorflow": "tf", "modes": ["eager"], "modes_skipped": {}, "load_average": [],
+            "seconds": 1.0, "roofline": out}
+    text = mod.markdown(meta, rows, {}, args)
+    assert "| CNN train step, batch 2 | 2.00 | 40% | 50% | 2.50× | 10.00× |" in text
+
+
+def test_point_flops_are_counted_on_cosmobenchs_own_calls():
+    """Training FLOPs grow with the batch in proportion; generation is n times the fewer
+    FLOPs a galaxy costs (one galaxy's transposed convolutions count fewer than a batch's
+    plain ones)."""
+    mod = _module()
+    b2, b4 = (mod.point_flops("CNN train step, batch 2", b) for b in (2, 4))
+    assert b2 > 1e9 and abs(b4 / b2 - 2) < 1e-6
+    assert mod.point_flops("BNN train step, batch 2", 2) > b2 * 0.9  # same convolutions
+    one, hundred = (mod.point_flops(f"generate {n}", n) for n in (1, 100))
+    assert one > 1e8 and abs(hundred / one - 100) < 1e-6
+    from cosmobench.bench.workloads import count_flops
+
+    batch = count_flops(mod.Ours("eager").generate(32, 0)) / 32
+    assert one < batch  # the smaller count, not the batch's
