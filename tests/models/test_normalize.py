@@ -82,3 +82,14 @@ def test_bad_input():
         BandNormalizer.fit([])
     with pytest.raises(CosmobenchError, match=r"\(N, C, H, W\)"):
         BandNormalizer.fit(np.zeros((6, 4, 4)))
+
+
+def test_in_place_inverse_gives_the_same_bits():
+    """inverse_ (the generator's tail) is inverse computed in place: same bits, same tensor."""
+    norm = BandNormalizer([1e3, 2e3, 5e2, 1e4, 3e3, 7e2])
+    y = torch.rand(3, 6, 8, 8) * 2 - 1
+    y[0, 0, 0, :3] = torch.tensor([1.0, -1.0, 0.0])  # the clamped edges
+    ref = norm.inverse(y)
+    work = y.clone()
+    out = norm.inverse_(work)
+    assert out.data_ptr() == work.data_ptr() and torch.equal(out, ref)

@@ -263,9 +263,13 @@ class GalaxySampler:
         # The sigmoid runs in fp32 even under bf16 autocast: bf16 has 8 bits of mantissa, and
         # near 1 (bright pixels) the inverse normalisation magnifies that rounding ~1000×.
         y = y.float() if logits is None else torch.sigmoid(y.float())
-        y = y.clamp_(0.0, _BELOW_ONE)
-        # electrons per pixel, in the usual (NCHW-contiguous) layout whatever the decoder's
-        return self.normalizer.inverse(y).clamp_(min=0.0).contiguous()
+        # electrons per pixel, in the usual (NCHW-contiguous) layout whatever the decoder's,
+        # computed in place on one contiguous copy
+        y = y.contiguous().clamp_(0.0, _BELOW_ONE)
+        inverse_ = getattr(self.normalizer, "inverse_", None)
+        if inverse_ is None:  # a normaliser of another kind
+            return self.normalizer.inverse(y).clamp_(min=0.0).contiguous()
+        return inverse_(y).clamp_(min=0.0)
 
     def _graph_batch(self, eps: Tensor) -> tuple[Tensor, Tensor]:
         """Latents and images of one batch by replaying its captured CUDA graph."""

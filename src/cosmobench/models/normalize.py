@@ -102,6 +102,14 @@ class BandNormalizer(nn.Module):
         y = y.clamp(-_Y_MAX, _Y_MAX)
         return self.scale.to(y.dtype) * y * torch.rsqrt(1.0 - y.square())
 
+    def inverse_(self, y: Tensor) -> Tensor:
+        """:meth:`inverse` in place on ``y`` (no autograd), to the same bits: the generator's
+        tail, where the four temporaries of the out-of-place form cost more than the
+        arithmetic (a fraction of a millisecond per image on a CPU)."""
+        y.clamp_(-_Y_MAX, _Y_MAX)
+        d = torch.square(y).neg_().add_(1.0).rsqrt_()  # (1 - y²)^-½: -t + 1 rounds as 1 - t
+        return y.mul_(self.scale.to(y.dtype)).mul_(d)  # (s·y)·d, the order of inverse
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly state for checkpoints: ``{"I_b": [...], "factor": 2.5}``."""
         return {"I_b": [float(v) for v in self.band_max.tolist()], "factor": self.factor}
