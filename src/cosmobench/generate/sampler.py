@@ -43,7 +43,8 @@ __all__ = ["GalaxySampler", "galaxy_seeds", "galaxy_noise", "PRECISIONS"]
 _BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 # Most galaxies whose latents are drawn in one flow call (not under CUDA graphs).
 _FLOW_BATCH = 1024
-# Smallest batch decoded by the plain-convolution decoder (on the CPU).
+# Smallest batch decoded by the plain-convolution decoder (on the CPU, in fp32; bf16 decodes
+# every batch with it).
 _PLAIN_MIN_BATCH = 8
 
 
@@ -92,10 +93,10 @@ class GalaxySampler:
             element-wise PReLUs are fused). Not with ``cuda_graph``.
 
     The flow's weights (:class:`~cosmobench.generate.maf.FastMAF`; on a CPU it solves batches
-    of up to 32 by Jacobi sweeps) and, on a CPU, the decoder prepared for inference
+    of up to 256 by Jacobi sweeps) and, on a CPU, the decoder prepared for inference
     (:func:`~cosmobench.models.deconv.inference_decoder`: frozen PReLU slopes, and plain
-    convolutions for batches of 8 or more) are copied at construction: build a new sampler
-    after training either further.
+    convolutions for batches of 8 or more in fp32, for every batch in bf16) are copied at
+    construction: build a new sampler after training either further.
 
     Example:
         >>> from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
@@ -144,22 +145,25 @@ class GalaxySampler:
         # On the CPU oneDNN runs stride-2 transposed convolutions at a fraction of a plain
         # convolution's rate; the same decoder recast as plain convolutions
         # (cosmobench.models.deconv) decodes a batch of 32 about a fifth faster in bf16 and
-        # 1-8 % faster in fp32 (2 Xeon cores, interleaved), one galaxy 0-4 % slower: it
-        # takes batches of _PLAIN_MIN_BATCH and more. Smaller ones keep the transposed
-        # convolutions; both copies freeze the PReLU slopes in the activations' layout
-        # (one copy of the slopes per call less: 9.5 -> 7.6 ms for one galaxy).
+        # 1-8 % faster in fp32 (2 Xeon cores, interleaved). In fp32, one galaxy is 0-9 %
+        # slower that way (Xeon, Zen 4), so batches under _PLAIN_MIN_BATCH keep the
+        # transposed convolutions; in bf16 the transposed ones are slower at every batch
+        # (Zen 4, per layer: 1.8x the plain decoder's time at batch 1, 2.4x at 4, 2.7x at
+        # 32), so bf16 decodes every batch plainly. Both copies freeze the PReLU slopes in
+        # the activations' layout (one copy of the slopes per call less: 9.5 -> 7.6 ms for
+        # one galaxy).
         self._plain_decoder: nn.Module | None = None
         self._small_decoder: nn.Module | None = None
         decoder = getattr(self.vae, "decoder", None)  # logits, as VAE.decode_logits
         if self.device.type == "cpu" and decoder is not None and hasattr(self.vae, "decode_logits"):
             self._plain_decoder = inference_decoder(decoder)
-            self._small_decoder = inference_decoder(decoder, plain_convs=False)
             if precision == "bf16":
                 # Autocast would cast every weight to bf16 again on every batch (its cache is
-                # off, see _autocast): the inference copies hold them in bf16 once, the
+                # off, see _autocast): the inference copy holds them in bf16 once, the
                 # same values, so the same images.
                 self._plain_decoder.to(torch.bfloat16)
-                self._small_decoder.to(torch.bfloat16)
+            else:
+                self._small_decoder = inference_decoder(decoder, plain_convs=False)
         self.normalizer = normalizer.to(self.device).eval()
         self.zflow = getattr(flow, "flow", flow).to(self.device).eval()
         with torch.inference_mode():
@@ -256,7 +260,7 @@ class GalaxySampler:
     def _decode_eager(self, z: Tensor) -> Tensor:
         logits = getattr(self.vae, "decode_logits", None)
         if self._plain_decoder is not None:
-            small = z.shape[0] < _PLAIN_MIN_BATCH
+            small = self._small_decoder is not None and z.shape[0] < _PLAIN_MIN_BATCH
             logits = self._small_decoder if small else self._plain_decoder
         with self._autocast():
             y = self.vae.decode(z) if logits is None else logits(z)  # (B, 6, H, W)
