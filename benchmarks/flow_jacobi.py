@@ -61,7 +61,7 @@ def fit_chained(flow: LatentFlow, steps: int, seed: int = 0) -> float:
 
 def time_pair(flow: LatentFlow, batch: int, repeats: int) -> dict:
     """Jacobi and sequential sampling of one batch, interleaved; medians in ms."""
-    jacobi = FastMAF(flow.flow)
+    jacobi = FastMAF(flow.flow, jacobi_max_batch=batch)  # sweeps at any batch size
     sequential = FastMAF(flow.flow, jacobi_max_batch=0)
     eps = torch.randn(batch, flow.config.features, generator=torch.Generator().manual_seed(1))
     jacobi(eps), sequential(eps)  # warm-up

@@ -5,9 +5,9 @@ time of ``sampler(1)`` and ``sampler(100)``, interleaved, and of the pieces of o
 the base noise, the flow's latent (Jacobi sweeps), every layer of the batch-1 decoder in
 sequence, and the tail (sigmoid, clamp, inverse normalisation) — beside the same decoder
 layers' cost per galaxy in a batch of 32. Median of ``--repeats`` calls; writes
-``benchmarks/results/one_galaxy_profile.md``. Run on an idle machine::
+``benchmarks/results/one_galaxy_profile.md`` (or ``--out``). Run on an idle machine::
 
-    .venv/bin/python benchmarks/one_galaxy_profile.py [--threads 2] [--repeats 15]
+    .venv/bin/python benchmarks/one_galaxy_profile.py [--threads 2] [--repeats 15] [--out F]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--out", default=str(RESULTS / "one_galaxy_profile.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -90,7 +91,8 @@ def main() -> None:
     lines = [
         "# One generated galaxy: where its time goes", "",
         f"`python benchmarks/one_galaxy_profile.py --threads {args.threads} --repeats "
-        f"{args.repeats}`", "",
+        f"{args.repeats}" + (f" --out {args.out}`" if Path(args.out).name !=
+                             "one_galaxy_profile.md" else "`"), "",
         f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {args.threads} threads, "
         f"torch {torch.__version__}; networks of the paper's size, initial weights; medians; "
         f"load average {start} before, {load_average()} after.", "",
@@ -110,8 +112,9 @@ def main() -> None:
     lines.append(f"| **all** | {sum(one_layers) * 1e3:.2f} | {sum(batch_layers) * 1e3:.2f} | "
                  f"{sum(one_layers) / sum(batch_layers):.1f} |")
     text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "one_galaxy_profile.md").write_text(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     print(text)
 
 

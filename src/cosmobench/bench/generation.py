@@ -4,7 +4,7 @@
   by :class:`cosmobench.generate.sampler.GalaxySampler` (what ``cosmobench generate`` runs),
   the paper's Figure 4 (n = 1 ... 5000 after a warm-up). Networks of the paper's size with
   their initial weights: the cost of a sample does not depend on the weights' values, except
-  for n ≤ 32 on a CPU, where the flow is solved by Jacobi sweeps whose number depends on how
+  for n ≤ 256 on a CPU, where the flow is solved by Jacobi sweeps whose number depends on how
   strongly the trained flow chains its features (5–8 per transform with the initial weights,
   up to 16 before falling back to the sequential passes): the result records the sweeps
   taken (``flow_sweeps``).
@@ -73,7 +73,7 @@ class GenerateWorkload(Workload):
             "parameters": sum(p.numel() for m in (vae, flow) for p in m.parameters()),
             "sampler": repr(sampler),
         }
-        if eager.maf is not None and eager.maf.last_sweeps:  # n ≤ 32 on a CPU: Jacobi sweeps
+        if eager.maf is not None and eager.maf.last_sweeps:  # n ≤ 256 on a CPU: Jacobi sweeps
             info["flow_sweeps"] = list(eager.maf.last_sweeps)
         return Case(call=lambda: sampler(size), items_per_call=size, flops_per_call=flops,
                     info=info)

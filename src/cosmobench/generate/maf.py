@@ -21,9 +21,10 @@ every pass. :class:`FastMAF` computes exactly the same function with that overhe
 The masked contributions skipped here are exact zeros in zuko's computation, so the result
 equals ``flow().transform.inv(z)`` up to floating-point summation order (tested).
 
-Small batches on a CPU are instead solved by **Jacobi sweeps** (Song et al. 2021, "Accelerating
-feedforward computation via parallel nonlinear equation solving", arXiv:2002.03629; Wiggers &
-Hoogeboom 2020, arXiv:2002.09928): every feature is updated at once from the current guess,
+Batches of up to 256 on a CPU are instead solved by **Jacobi sweeps** (Song et al. 2021,
+"Accelerating feedforward computation via parallel nonlinear equation solving",
+arXiv:2002.03629; Wiggers & Hoogeboom 2020, arXiv:2002.09928): every feature is updated at
+once from the current guess,
 ``x ← (y - b(x)) / s(x)``, with the whole MADE network. A feature's parameters depend only on
 the features before it, and the masked weights contribute exact zeros, so after sweep *k* the
 first *k* features hold their final bits: a sweep that changes no bit is the exact solution,
@@ -31,8 +32,12 @@ reached in at most ``D + 1`` sweeps and in practice far fewer (per transform, 5�
 paper's flow with its initial weights or after the demo's training, 6–16 for one fitted to
 strongly chained data: ``benchmarks/results/flow_jacobi.md``). At batch 1 a sweep costs
 about what one of the 32 sequential passes costs (the same dozen operators), so the inverse
-takes a fraction of the time; a transform that has not settled after ``max_sweeps`` falls back
-to the sequential passes, which bounds the worst case.
+takes a fraction of the time. A sweep over a larger batch runs the whole network where a
+pass runs a prefix of it, but still costs far less than the 32 passes (on 2 Zen 4 cores, a
+batch of 100–256 takes about half the time of the passes with the paper's flow, and as much
+with the strongly chained one, whose sweeps reach the limit). A transform that has not
+settled after ``max_sweeps`` falls back to the sequential passes, which bounds the worst
+case.
 The univariate transform is zuko's ``MonotonicAffineTransform``: with raw network outputs
 ``(b, a)``, ``log s = a / (1 + |a / log(slope)|)`` (a soft clip to ``|log s| < -log slope``)
 and the inverse is ``x = (y - b) / exp(log s)``.
@@ -53,7 +58,7 @@ __all__ = ["FastMAF"]
 # zuko's MonotonicAffineTransform default minimum slope; log(slope) bounds |log scale|.
 _SLOPE = 1e-3
 # Largest batch solved by Jacobi sweeps on a CPU (see FastMAF).
-_JACOBI_MAX_BATCH = 32
+_JACOBI_MAX_BATCH = 256
 
 
 @dataclass
@@ -88,11 +93,13 @@ class FastMAF:
             ``MaskedMLP`` hyper-networks of any depth (one feature per pass, as
             :class:`~cosmobench.models.LatentFlow` builds, or blocks of features per pass).
         device: where the prepared weights live.
-        jacobi_max_batch: largest batch solved by Jacobi sweeps; default 32 on a CPU (on 2
-            Xeon cores, at batch 1: 3.4–5.2 ms instead of 10–11 for the paper's flow; at
-            1,024 the sequential passes' prefix savings win) and 0 elsewhere (a sweep's convergence
-            test would synchronise a GPU; :meth:`run`, captured in CUDA graphs, is always
-            sequential).
+        jacobi_max_batch: largest batch solved by Jacobi sweeps; default 256 on a CPU
+            (on 2 Xeon cores, at batch 1: 3.4–5.2 ms instead of 10–11 for the paper's flow;
+            on 2 Zen 4 cores, 1.6–2.1x faster than the passes at 32–256 with the paper's
+            flow, 1.0–1.3x with a strongly chained one, and 0.78–0.93x at 1,024, where more
+            transforms fall back: ``benchmarks/flow_jacobi.py``) and 0 elsewhere (a
+            sweep's convergence test would synchronise a GPU; :meth:`run`, captured in CUDA
+            graphs, is always sequential).
         max_sweeps: sweeps tried per transform before falling back to the sequential passes
             (default half the features).
 
