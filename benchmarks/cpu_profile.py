@@ -82,6 +82,30 @@ def profile_step(bayesian: bool, batch: int, precision: str, steps: int, compile
     return wall * 1e3, dict(fam), dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12])
 
 
+def per_image_floor(rows: list[dict]) -> list[str]:
+    """Per image, the smallest batch's convolutions alone against the largest batch's whole
+    step: above the target ratio, no saving outside the convolutions can meet it."""
+    out = []
+    keys = {(r["net"], r["precision"], r["compiled"]) for r in rows}
+    for net, precision, compiled in sorted(keys):
+        group = sorted((r for r in rows if (r["net"], r["precision"], r["compiled"]) ==
+                        (net, precision, compiled)), key=lambda r: r["batch"])
+        small, large = group[0], group[-1]
+        if small["batch"] == large["batch"]:
+            continue
+        conv = sum(small["families_ms"].get(f, 0.0) for f in ("conv forward", "conv backward"))
+        a, b = conv / small["batch"], large["ms_per_step"] / large["batch"]
+        out.append(f"- {net} {precision}{' compiled' if compiled else ''}: batch "
+                   f"{small['batch']}'s convolutions alone take {a:.2f} ms per image, batch "
+                   f"{large['batch']}'s whole step {b:.2f} ms per image (**{a / b:.2f}×**); the "
+                   f"whole batch-{small['batch']} step {small['ms_per_step'] / small['batch']:.2f}"
+                   f" ms per image ({small['ms_per_step'] / small['batch'] / b:.2f}×)")
+    if out:
+        out = ["", "Per image: the smallest batch's convolutions (forward and backward, oneDNN) "
+               "against the largest batch's whole step:", "", *out]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="2,14")
@@ -123,6 +147,7 @@ def main() -> None:
         cells = [f"{r['families_ms'].get(f, 0.0):.1f}" for f in fams]
         lines.append(f"| {r['net']} | {r['batch']} | {r['precision']} | {r['compiled']} | "
                      f"{r['ms_per_step']:.1f} | " + " | ".join(cells) + " |")
+    lines += per_image_floor(rows)
     lines += ["", "Top operators (ms per step):", ""]
     for r in rows:
         top = ", ".join(f"{k} {v:.1f}" for k, v in list(r["top_ops_ms"].items())[:8])
