@@ -82,9 +82,8 @@ def main() -> None:
             "decoder and tail (sampler.decode)": median_s(lambda: sampler.decode(z), r),
         }
         sweeps = list(sampler.maf.last_sweeps)
-        small = sampler._small_decoder or vae.decoder
         plain = sampler._plain_decoder or vae.decoder
-        one_layers = layer_times(small, z, args.repeats)
+        one_layers = layer_times(plain, z, args.repeats)
         z32 = sampler.latents(sampler.noise(32, seed=1))
         batch_layers = [t / 32 for t in layer_times(plain, z32, max(3, args.repeats // 3))]
 
@@ -101,11 +100,11 @@ def main() -> None:
         "(interleaved calls)",
         *(f"- {name}: {s * 1e3:.2f} ms" for name, s in pieces.items()),
         f"- flow sweeps per transform: {' '.join(map(str, sweeps))}", "",
-        "Decoder layers in sequence: one galaxy (transposed convolutions, frozen PReLUs) and "
-        "per galaxy of a batch of 32 (plain convolutions):", "",
+        "The sampler's decoder (plain convolutions, frozen PReLUs), layer by layer in "
+        "sequence: one galaxy, and per galaxy of a batch of 32:", "",
         "| layer | batch 1 (ms) | per galaxy at 32 (ms) | ratio |", "|---|---:|---:|---:|",
     ]
-    for layer, a, b in zip(small, one_layers, batch_layers, strict=True):
+    for layer, a, b in zip(plain, one_layers, batch_layers, strict=True):
         name = type(layer).__name__
         lines.append(f"| {name} | {a * 1e3:.3f} | {b * 1e3:.3f} | {a / b:.1f} |" if b > 0 else
                      f"| {name} | {a * 1e3:.3f} | {b * 1e3:.3f} | — |")

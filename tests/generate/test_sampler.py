@@ -155,26 +155,27 @@ def test_channels_last_decoder_gives_the_nchw_images():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cpu_batches_use_the_plain_convolution_decoder(models, monkeypatch, precision):
-    """On the CPU, batches of 8 or more decode through the recast decoder, smaller ones
-    through the VAE's transposed convolutions with frozen PReLUs (the same function up to
-    rounding) in fp32 and through the recast one too in bf16 (where oneDNN's transposed
-    convolutions are slower at every batch); the VAE's own decoder is not called."""
+    """On the CPU, every batch decodes through the recast decoder (the same function up to
+    rounding); the VAE's own decoder is not called."""
     vae, flow, norm = models
     sampler = GalaxySampler(vae, flow, norm, precision=precision, batch_size=16)
-    assert sampler._plain_decoder is not None
-    assert (sampler._small_decoder is None) == (precision == "bf16")
-    calls, small = [], []
-    plain, kept = sampler._plain_decoder, sampler._small_decoder
+    plain = sampler._plain_decoder
+    kinds = {type(m).__name__ for m in plain.modules()}
+    assert {"PhaseConv", "FlippedConv", "FrozenElementPReLU"} <= kinds
+    assert "SameConvTranspose2d" not in kinds and "ElementPReLU" not in kinds
+    calls = []
     monkeypatch.setattr(sampler, "_plain_decoder", lambda z: calls.append(len(z)) or plain(z))
-    if kept is not None:
-        monkeypatch.setattr(sampler, "_small_decoder", lambda z: small.append(len(z)) or kept(z))
     monkeypatch.setattr(vae, "decode_logits", lambda z: pytest.fail("the training decoder ran"))
-    eps = torch.randn(20, 8)
-    x = sampler.from_noise(eps)  # batches of 16 and 4
-    assert (calls, small) == (([16], [4]) if precision == "fp32" else ([16, 4], []))
+    eps = torch.randn(21, 8)
+    x = sampler.from_noise(eps)  # batches of 16 and 5
+    assert calls == [16, 5]
     ref = _reference(vae, flow, norm, eps)[1]  # zuko's sampling and the VAE's own decode
     rel = (x - ref).norm() / ref.norm()
     assert rel < (0.05 if precision == "bf16" else 1e-5)
+    one = sampler.from_noise(eps[:1])  # one galaxy: the same decoder
+    assert calls[-1] == 1
+    torch.testing.assert_close(one, x[:1], rtol=1e-5 if precision == "fp32" else 0.05,
+                               atol=1e-3 if precision == "fp32" else 1.0)
 
 
 def test_latents_in_flow_blocks_decoded_in_batches(models, monkeypatch):

@@ -10,7 +10,7 @@ from cosmobench.models import VAE, VAEConfig
 from cosmobench.models.deconv import (
     FlippedConv,
     FrozenElementPReLU,
-    SubPixelConv,
+    PhaseConv,
     inference_decoder,
 )
 from cosmobench.models.layers import ElementPReLU, SameConvTranspose2d
@@ -26,13 +26,13 @@ def _perturbed(layer: nn.Module, seed: int = 0, scale: float = 1.0) -> nn.Module
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("size", [(1, 1), (3, 5), (8, 8)])
-def test_subpixel_equals_the_stride_2_transposed_convolution(size, channels_last):
+def test_phase_convs_equal_the_stride_2_transposed_convolution(size, channels_last):
     layer = _perturbed(SameConvTranspose2d(5, 7, 3, 2))
     x = torch.randn(2, 5, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     with torch.no_grad():
-        ref, got = layer(x), SubPixelConv(layer)(x)
+        ref, got = layer(x), PhaseConv(layer)(x)
     assert got.shape == ref.shape == (2, 7, 2 * size[0], 2 * size[1])
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
@@ -46,7 +46,7 @@ def test_every_output_phase_uses_its_own_taps():
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 1, 1] = 1.0
     with torch.no_grad():
-        y = SubPixelConv(layer)(x)[0, 0]
+        y = PhaseConv(layer)(x)[0, 0]
     expect = torch.zeros(8, 8)
     expect[2:5, 2:5] = torch.arange(1.0, 10.0).view(3, 3)
     torch.testing.assert_close(y, expect)
@@ -70,7 +70,7 @@ def test_inference_decoder_decodes_as_the_vae_and_leaves_it_alone(plain_convs, c
         vae.to(memory_format=torch.channels_last)
     fast = inference_decoder(vae.decoder, plain_convs=plain_convs)
     kinds = [type(m).__name__ for m in fast]
-    assert kinds.count("SubPixelConv") == kinds.count("FlippedConv") == (4 if plain_convs else 0)
+    assert kinds.count("PhaseConv") == kinds.count("FlippedConv") == (4 if plain_convs else 0)
     assert kinds.count("SameConvTranspose2d") == (0 if plain_convs else 8)
     assert kinds.count("FrozenElementPReLU") == 10 and "ElementPReLU" not in kinds
     assert sum(isinstance(m, SameConvTranspose2d) for m in vae.decoder) == 8  # a copy
@@ -108,6 +108,6 @@ def test_frozen_prelu_equals_the_training_one_in_either_layout(channels_last, dt
 
 def test_wrong_layers_are_refused():
     with pytest.raises(ValueError, match="stride-2 3x3"):
-        SubPixelConv(SameConvTranspose2d(2, 2, 3, 1))
+        PhaseConv(SameConvTranspose2d(2, 2, 3, 1))
     with pytest.raises(ValueError, match="stride-1"):
         FlippedConv(SameConvTranspose2d(2, 2, 3, 2))

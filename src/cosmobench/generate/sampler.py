@@ -43,9 +43,6 @@ __all__ = ["GalaxySampler", "galaxy_seeds", "galaxy_noise", "PRECISIONS"]
 _BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 # Most galaxies whose latents are drawn in one flow call (not under CUDA graphs).
 _FLOW_BATCH = 1024
-# Smallest batch decoded by the plain-convolution decoder (on the CPU, in fp32; bf16 decodes
-# every batch with it).
-_PLAIN_MIN_BATCH = 8
 
 
 def galaxy_seeds(seed: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -94,9 +91,9 @@ class GalaxySampler:
 
     The flow's weights (:class:`~cosmobench.generate.maf.FastMAF`; on a CPU it solves batches
     of up to 256 by Jacobi sweeps) and, on a CPU, the decoder prepared for inference
-    (:func:`~cosmobench.models.deconv.inference_decoder`: frozen PReLU slopes, and plain
-    convolutions for batches of 8 or more in fp32, for every batch in bf16) are copied at
-    construction: build a new sampler after training either further.
+    (:func:`~cosmobench.models.deconv.inference_decoder`: frozen PReLU slopes and plain
+    convolutions) are copied at construction: build a new sampler after training either
+    further.
 
     Example:
         >>> from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
@@ -144,16 +141,12 @@ class GalaxySampler:
             self.vae.to(memory_format=torch.channels_last)
         # On the CPU oneDNN runs stride-2 transposed convolutions at a fraction of a plain
         # convolution's rate; the same decoder recast as plain convolutions
-        # (cosmobench.models.deconv) decodes a batch of 32 about a fifth faster in bf16 and
-        # 1-8 % faster in fp32 (2 Xeon cores, interleaved). In fp32, one galaxy is 0-9 %
-        # slower that way (Xeon, Zen 4), so batches under _PLAIN_MIN_BATCH keep the
-        # transposed convolutions; in bf16 the transposed ones are slower at every batch
-        # (Zen 4, per layer: 1.8x the plain decoder's time at batch 1, 2.4x at 4, 2.7x at
-        # 32), so bf16 decodes every batch plainly. Both copies freeze the PReLU slopes in
-        # the activations' layout (one copy of the slopes per call less: 9.5 -> 7.6 ms for
-        # one galaxy).
+        # (cosmobench.models.deconv: the stride-2 layers as four phase convolutions with only
+        # their own taps) decodes faster at every batch size, in fp32 and bf16 (2 Zen 4
+        # cores, per layer, interleaved: the stride-2 layers 0.80x the transposed ones' time
+        # at batch 1, 0.60x at 4). The copy also freezes the PReLU slopes in the activations'
+        # layout (one copy of the slopes per call less: 9.5 -> 7.6 ms for one galaxy).
         self._plain_decoder: nn.Module | None = None
-        self._small_decoder: nn.Module | None = None
         decoder = getattr(self.vae, "decoder", None)  # logits, as VAE.decode_logits
         if self.device.type == "cpu" and decoder is not None and hasattr(self.vae, "decode_logits"):
             self._plain_decoder = inference_decoder(decoder)
@@ -162,8 +155,6 @@ class GalaxySampler:
                 # off, see _autocast): the inference copy holds them in bf16 once, the
                 # same values, so the same images.
                 self._plain_decoder.to(torch.bfloat16)
-            else:
-                self._small_decoder = inference_decoder(decoder, plain_convs=False)
         self.normalizer = normalizer.to(self.device).eval()
         self.zflow = getattr(flow, "flow", flow).to(self.device).eval()
         with torch.inference_mode():
@@ -258,10 +249,9 @@ class GalaxySampler:
         return autocast(self.device.type, self.precision, cache_enabled=False)
 
     def _decode_eager(self, z: Tensor) -> Tensor:
-        logits = getattr(self.vae, "decode_logits", None)
-        if self._plain_decoder is not None:
-            small = self._small_decoder is not None and z.shape[0] < _PLAIN_MIN_BATCH
-            logits = self._small_decoder if small else self._plain_decoder
+        logits = self._plain_decoder
+        if logits is None:
+            logits = getattr(self.vae, "decode_logits", None)
         with self._autocast():
             y = self.vae.decode(z) if logits is None else logits(z)  # (B, 6, H, W)
         # The sigmoid runs in fp32 even under bf16 autocast: bf16 has 8 bits of mantissa, and

@@ -11,11 +11,15 @@ same as a convolutional layer?"):
   kernel flipped in space and its in/out channels swapped;
 * **stride 2, kernel 3** (Keras crops 0 before and 1 after): output pixel ``(2i+a, 2j+b)``
   takes kernel taps ``{2, 0}`` for an even phase (from input ``i-1`` and ``i``) and ``{1}``
-  for an odd one (from input ``i``). One 2×2 convolution of the input padded by a row and a
-  column in front, with the four phases' kernels as 4·C_out output channels (zeros where a
-  phase has no tap), followed by depth-to-space ("sub-pixel convolution", Shi et al. 2016,
-  CVPR, arXiv:1609.05158), computes exactly the same sums. The zero taps cost 16/9 of the
-  FLOPs, which the plain convolution's efficiency repays.
+  for an odd one (from input ``i``). Each of the four output phases is therefore a plain
+  convolution of the input with only its own taps — 2×2, 2×1, 1×2 and 1×1, the transposed
+  kernel's 9 taps in all — whose outputs interleave into the upsampled map (the phase
+  decomposition behind "sub-pixel convolution", Shi et al. 2016, CVPR, arXiv:1609.05158).
+  One 2×2 convolution to 4·C_out channels and a depth-to-space would compute the same sums
+  with zeros in 7 of its 16 taps per pixel; the four phase convolutions skip them. On 2 Zen 4
+  cores the four layers took 0.73× the single convolution's time at batch 32 in fp32 and
+  0.75× in bf16, and 0.80× the transposed convolutions' own time at batch 1 (ad hoc, per
+  layer, interleaved).
 
 Same parameters, same function (up to summation order: tested), inference only: the
 derived kernels are copied from the trained layer at construction.
@@ -42,7 +46,7 @@ from cosmobench.models.layers import (
     slopes_channels_last,
 )
 
-__all__ = ["FlippedConv", "FrozenElementPReLU", "SubPixelConv", "inference_decoder"]
+__all__ = ["FlippedConv", "FrozenElementPReLU", "PhaseConv", "inference_decoder"]
 
 
 class FlippedConv(nn.Module):
@@ -62,37 +66,41 @@ class FlippedConv(nn.Module):
         return F.conv2d(x, self.weight, self.bias, padding=self.padding)
 
 
-class SubPixelConv(nn.Module):
-    """A stride-2, 3×3 Keras-'same' transposed convolution as a 2×2 convolution to
-    4·C_out channels and depth-to-space (inference); the output is channels-last in memory."""
+class PhaseConv(nn.Module):
+    """A stride-2, 3×3 Keras-'same' transposed convolution as four plain convolutions, one per
+    output phase with only the taps that phase uses, interleaved (inference); the output is
+    channels-last in memory."""
 
-    # kernel index of each (phase, tap): even phase: tap 0 (input i-1) -> 2, tap 1 (i) -> 0
-    _TAPS = {0: {0: 2, 1: 0}, 1: {1: 1}}
+    # kernel index of each tap (input i-1, then i) of an even (0) and an odd (1) output phase
+    _TAPS = {0: [2, 0], 1: [1]}
 
     def __init__(self, layer: SameConvTranspose2d) -> None:
         super().__init__()
         if layer.stride != (2, 2) or layer.kernel_size != (3, 3) or layer.padding != (0, 0):
-            raise ValueError("SubPixelConv takes a stride-2 3x3 SameConvTranspose2d")
+            raise ValueError("PhaseConv takes a stride-2 3x3 SameConvTranspose2d")
         w = layer.weight.detach()  # (C_in, C_out, 3, 3)
-        c_in, c_out = w.shape[:2]
-        k = w.new_zeros(2, 2, c_out, c_in, 2, 2)  # phase a, phase b, C_out, C_in, tap, tap
         for a, rows in self._TAPS.items():
             for b, cols in self._TAPS.items():
-                for ta, kh in rows.items():
-                    for tb, kw in cols.items():
-                        k[a, b, :, :, ta, tb] = w[:, :, kh, kw].T
-        k = k.reshape(4 * c_out, c_in, 2, 2)  # output channel (2a + b)·C_out + c
-        self.register_buffer("weight", k.contiguous(memory_format=torch.channels_last))
-        self.register_buffer("bias", layer.bias.detach().repeat(4))
-        self.out_channels = c_out
+                k = w[:, :, rows][:, :, :, cols].transpose(0, 1)  # (C_out, C_in, |rows|, |cols|)
+                self.register_buffer(f"k{a}{b}", k.contiguous(memory_format=torch.channels_last))
+        self.register_buffer("bias", layer.bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C_in, H, W) -> (B, C_out, 2H, 2W)
-        y = F.conv2d(F.pad(x, (1, 0, 1, 0)), self.weight, self.bias)  # (B, 4·C_out, H, W)
-        b, _, h, w = y.shape
-        c = self.out_channels
-        # depth to space, channels innermost: (B, H, W, a, b, C) -> (B, H, a, W, b, C)
-        t = y.permute(0, 2, 3, 1).reshape(b, h, w, 2, 2, c).permute(0, 1, 3, 2, 4, 5)
-        return t.reshape(b, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+        b, _, h, w = x.shape
+        # even rows and columns: inputs (i-1, i) x (j-1, j), the input padded in front
+        ee = F.conv2d(F.pad(x, (1, 0, 1, 0)), self.k00, self.bias)
+        # mixed phases: the convolution pads both ends of the two-tap axis; the last row
+        # (column) it adds is dropped
+        eo = F.conv2d(x, self.k01, self.bias, padding=(1, 0))
+        oe = F.conv2d(x, self.k10, self.bias, padding=(0, 1))
+        oo = F.conv2d(x, self.k11, self.bias)  # odd rows and columns: input (i, j) alone
+        out = torch.empty(b, ee.shape[1], 2 * h, 2 * w, dtype=ee.dtype, device=ee.device,
+                          memory_format=torch.channels_last)
+        out[:, :, 0::2, 0::2] = ee
+        out[:, :, 0::2, 1::2] = eo[:, :, :h]
+        out[:, :, 1::2, 0::2] = oe[:, :, :, :w]
+        out[:, :, 1::2, 1::2] = oo
+        return out
 
 
 class FrozenElementPReLU(nn.Module):
@@ -116,7 +124,7 @@ def inference_decoder(decoder: nn.Module, plain_convs: bool = True) -> nn.Module
     """A copy of ``decoder`` for inference (eval mode), the same function: every
     :class:`~cosmobench.models.layers.ElementPReLU` it holds (at any depth) frozen as
     :class:`FrozenElementPReLU` and, with ``plain_convs``, every :class:`SameConvTranspose2d`
-    replaced by :class:`FlippedConv` (stride 1) or :class:`SubPixelConv` (stride 2, 3×3);
+    replaced by :class:`FlippedConv` (stride 1) or :class:`PhaseConv` (stride 2, 3×3);
     other transposed convolutions are kept."""
     out = copy.deepcopy(decoder).eval()
     for parent in list(out.modules()):
@@ -128,5 +136,5 @@ def inference_decoder(decoder: nn.Module, plain_convs: bool = True) -> nn.Module
             if child.stride == (1, 1) and child.kernel_size[0] == child.kernel_size[1]:
                 setattr(parent, name, FlippedConv(child))
             elif child.stride == (2, 2) and child.kernel_size == (3, 3):
-                setattr(parent, name, SubPixelConv(child))
+                setattr(parent, name, PhaseConv(child))
     return out
