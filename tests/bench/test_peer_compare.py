@@ -71,9 +71,8 @@ def test_ceilings_divide_the_peers_time_by_the_flops_at_the_roofline(monkeypatch
 
 
 def test_point_flops_are_counted_on_cosmobenchs_own_calls():
-    """Training FLOPs grow with the batch in proportion; generation is n times the fewer
-    FLOPs a galaxy costs (one galaxy's transposed convolutions count fewer than a batch's
-    plain ones)."""
+    """Training FLOPs grow with the batch in proportion; generation is n times a galaxy's
+    FLOPs through the paper's layers, fewer than the sampler's recast decoder counts."""
     mod = _module()
     b2, b4 = (mod.point_flops("CNN train step, batch 2", b) for b in (2, 4))
     assert b2 > 1e9 and abs(b4 / b2 - 2) < 1e-6
@@ -82,5 +81,5 @@ def test_point_flops_are_counted_on_cosmobenchs_own_calls():
     assert one > 1e8 and abs(hundred / one - 100) < 1e-6
     from cosmobench.bench.workloads import count_flops
 
-    batch = count_flops(mod.Ours("eager").generate(32, 0)) / 32
-    assert one < batch  # the smaller count, not the batch's
+    recast = count_flops(mod.Ours("eager").generate(32, 0)) / 32
+    assert 0.95 * recast < one < recast  # the transposed convolutions' count, not the recast's
