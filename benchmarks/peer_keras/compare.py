@@ -24,8 +24,9 @@ FLOPs of each point (matrix products and convolutions, counted by torch's
 native, bf16 (:func:`cosmobench.bench.peak.measure_roofline`: the best of matrix products
 and a 3×3 convolution). The **ceiling** of a point is the peer's time over the time of those
 FLOPs at the roofline: the speed ratio against the peer of an implementation that ran every
-FLOP as fast as the fastest kernel measured here. A target above the ceiling cannot be met
-by any code on this CPU in that precision (``--no-roofline`` skips this part).
+FLOP as fast as the fastest kernel measured here. The measured roofline is a lower bound
+of the CPU's true peak, so a target well above a point's ceiling is out of reach of any
+code on this CPU in that precision (``--no-roofline`` skips this part).
 """
 
 from __future__ import annotations
@@ -390,8 +391,8 @@ def markdown(meta: dict, rows: list[dict], derived: dict, args: argparse.Namespa
                         f"{v['theoretical'].get('source', '?')})" for p, v in roof.items())
             + ". FLOPs: matrix products and convolutions of cosmobench's call (torch's "
             "``FlopCounterMode``). **Ceiling**: the peer's time over the time of those FLOPs "
-            "at the roofline, the highest speed ratio any implementation could reach here in "
-            "that precision.",
+            "at the roofline: the speed ratio of code running every FLOP at the fastest rate "
+            "measured here in that precision (the CPU's true peak is somewhat higher).",
             "",
         ]
         head = ["workload", "GFLOP per call", "peer ÷ fp32 roofline",

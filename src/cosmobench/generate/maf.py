@@ -24,10 +24,10 @@ equals ``flow().transform.inv(z)`` up to floating-point summation order (tested)
 Batches of up to 256 on a CPU are instead solved by **Jacobi sweeps** (Song et al. 2021,
 "Accelerating feedforward computation via parallel nonlinear equation solving",
 arXiv:2002.03629; Wiggers & Hoogeboom 2020, arXiv:2002.09928): every feature is updated at
-once from the current guess,
-``x ← (y - b(x)) / s(x)``, with the whole MADE network. A feature's parameters depend only on
-the features before it, and the masked weights contribute exact zeros, so after sweep *k* the
-first *k* features hold their final bits: a sweep that changes no bit is the exact solution,
+once from the current guess, ``x ← (y - b(x)) / s(x)``, with the whole MADE network. A
+feature's parameters depend only on the features before it, and the masked weights
+contribute exact zeros, so after sweep *k* the first *k* features hold their final bits: a
+sweep that changes no bit is the exact solution,
 reached in at most ``D + 1`` sweeps and in practice far fewer (per transform, 5–8 for the
 paper's flow with its initial weights or after the demo's training, 6–16 for one fitted to
 strongly chained data: ``benchmarks/results/flow_jacobi.md``). At batch 1 a sweep costs

@@ -18,8 +18,8 @@ same as a convolutional layer?"):
   One 2×2 convolution to 4·C_out channels and a depth-to-space would compute the same sums
   with zeros in 7 of its 16 taps per pixel; the four phase convolutions skip them. On 2 Zen 4
   cores the four layers took 0.73× the single convolution's time at batch 32 in fp32 and
-  0.75× in bf16, and 0.80× the transposed convolutions' own time at batch 1 (ad hoc, per
-  layer, interleaved).
+  0.75× in bf16, and 0.80× the transposed convolutions' own time at batch 1 (ad hoc, layer
+  by layer).
 
 Same parameters, same function (up to summation order: tested), inference only: the
 derived kernels are copied from the trained layer at construction.
