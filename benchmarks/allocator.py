@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from cosmobench.allocator import retain_freed_memory
-from cosmobench.bench.env import cpu_model, load_average
+from cosmobench.bench.env import load_average, script_meta, write_script_json
 from cosmobench.models import ShapeConfig, ShapeNet
 from cosmobench.train.step import make_optimizer, make_train_step
 
@@ -91,14 +91,10 @@ def main() -> None:
             f"{v} {s['median_s'] * 1e3:.1f} ms ({s['faults_per_step']:.0f} faults, "
             f"{s['sys_s_per_step'] * 1e3:.1f} ms sys)" for v, s in summary.items()
         ) + f"; {base / kept:.2f}x", flush=True)  # fmt: skip
-    meta = {"command": "python benchmarks/allocator.py " + " ".join(sys.argv[1:]),
-            "cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__, "threads": args.threads, "pairs": args.pairs,
-            "steps": args.steps, "load_average": [start, load_average()],
-            "seconds": round(time.time() - t0, 1)}  # fmt: skip
+    meta = script_meta("benchmarks/allocator.py", start, t0, threads=args.threads,
+                       pairs=args.pairs, steps=args.steps)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_script_json(out, meta, rows)
     lines = [
         "# CPU training step: glibc's default malloc against freed memory kept", "",
         f"`{meta['command']}`", "",

@@ -14,7 +14,6 @@ reorders. Writes ``benchmarks/results/step_variants.{md,json}``. Usage (idle mac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from cosmobench.bench.env import cpu_model, load_average
+from cosmobench.bench.env import load_average, script_meta, write_script_json
 from cosmobench.models import ShapeConfig, ShapeNet
 from cosmobench.train.step import make_optimizer, make_train_step
 
@@ -95,14 +94,10 @@ def main() -> None:
         print(f"{net} batch {batch:2d}: " + ", ".join(
             f"{v} {med[v] * 1e3:.1f} ms ({rows[-1]['speedup'][v]:.2f}x)" for v in VARIANTS),
             flush=True)  # fmt: skip
-    meta = {"command": "python benchmarks/step_variants.py " + " ".join(sys.argv[1:]),
-            "cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__, "threads": args.threads, "precision": args.precision,
-            "rounds": args.rounds, "load_average": [start, load_average()],
-            "seconds": round(time.time() - t0, 1)}  # fmt: skip
+    meta = script_meta("benchmarks/step_variants.py", start, t0, threads=args.threads,
+                       precision=args.precision, rounds=args.rounds)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_script_json(out, meta, rows)
     lines = [
         "# CPU training step: all NCHW against the mixed per-layer layout (the default)", "",
         f"`{meta['command']}`", "",

@@ -12,12 +12,14 @@ read from git when the checkout has one (``+dirty`` when edited), else from the 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,15 @@ import torch
 import cosmobench
 from cosmobench.bench.hardware import cpu_info, gpu_info
 
-__all__ = ["capture_env", "cpu_model", "git_commit", "load_average", "machine_label"]
+__all__ = [
+    "capture_env",
+    "cpu_model",
+    "git_commit",
+    "load_average",
+    "machine_label",
+    "script_meta",
+    "write_script_json",
+]
 
 
 def cpu_model() -> str:
@@ -47,6 +57,25 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except (OSError, AttributeError):
         return None
+
+
+def script_meta(script: str, load_start: list[float] | None, t0: float,
+                **settings: Any) -> dict[str, Any]:
+    """What a script under ``benchmarks/`` records beside its table: its command line, the
+    CPU and the instruction set torch uses, torch's version, the script's ``settings``, the
+    load average at ``load_start`` and now, and the seconds since ``t0`` (``time.time()``)."""
+    return {"command": f"python {script} " + " ".join(sys.argv[1:]), "cpu": cpu_model(),
+            "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            **settings, "load_average": [load_start, load_average()],
+            "seconds": round(time.time() - t0, 1)}
+
+
+def write_script_json(out: str | Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    """Write ``{"meta", "rows"}`` to ``out`` with the suffix ``.json`` (folders made); the path."""
+    path = Path(out).with_suffix(".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    return path
 
 
 STAMP = Path(cosmobench.__file__).resolve().parent / "_commit.txt"
