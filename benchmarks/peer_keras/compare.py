@@ -308,19 +308,14 @@ def point_flops(workload: str, items: int) -> float | None:
 @functools.cache
 def galaxy_flops() -> float:
     """One galaxy's FLOPs through the paper's own layers (the flow, and the VAE decoder's
-    transposed convolutions), counted once: the sampler's recast decoder computes the same
-    function with a few more FLOPs, which must not lower the ceiling."""
-    from cosmobench.bench.workloads import count_flops
+    transposed convolutions: ``bench.generation.sample_flops``), counted once: the sampler's
+    recast decoder computes the same function with a few more FLOPs, which must not lower
+    the ceiling."""
+    from cosmobench.bench.generation import sample_flops
 
     ours = Ours("eager")
     ours.generate(1, 0)  # builds the sampler
-    sampler = ours.sampler
-    with torch.inference_mode():
-        eps = sampler.noise(1, seed=0)
-        z = sampler.latents(eps)
-        flow = count_flops(lambda: sampler.latents(eps)) or 0.0
-        decoder = count_flops(lambda: sampler.vae.decode_logits(z)) or 0.0
-    return flow + decoder
+    return sample_flops(ours.sampler, 1) or 0.0
 
 
 def ceilings(rows: list[dict], modes: list[str], args: argparse.Namespace) -> dict:

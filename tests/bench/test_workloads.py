@@ -185,3 +185,25 @@ def test_channels_last_mode_lays_the_trained_model_out_nhwc(tiny_registry, monke
             assert conv.weight.is_contiguous() is not nhwc
     big = torch.nn.Sequential(SameConv2d(256, 256, 3, 1))  # above the bound: stays NCHW
     assert mixed_channels_last(big) == 0 and big[0].weight.is_contiguous()
+
+
+def test_generation_flops_are_the_paper_layers_whatever_the_decoder_runs():
+    """``sample_flops``: the flow as solved plus ``decode_logits`` (the transposed
+    convolutions), linear in n; the batch-1 sub-pixel decoder multiplies zero taps on top."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cosmobench.bench.generation import sample_flops
+    from cosmobench.generate.sampler import GalaxySampler
+    from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
+
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(latent=8, filters=(8, 8, 16, 16), hidden=32))
+    sampler = GalaxySampler(vae, LatentFlow(FlowConfig(features=8)), BandNormalizer([1e3] * 6))
+    one, three = sample_flops(sampler, 1), sample_flops(sampler, 3)
+    with torch.inference_mode(), FlopCounterMode(display=False) as paper:
+        vae.decode_logits(torch.zeros(1, 8))
+    assert paper.get_total_flops() > 1e6 and one > paper.get_total_flops()  # plus the flow
+    with torch.inference_mode(), FlopCounterMode(display=False) as recast:
+        sampler._plain_decoder(torch.zeros(1, 8))
+    assert recast.get_total_flops() > paper.get_total_flops()  # the zero taps
+    assert abs(three - 3 * one) / one < 0.1  # linear in n, but for the flow's sweeps

@@ -1,0 +1,130 @@
+"""Convolutions and dense layers with their weights laid out once for oneDNN (CPU inference).
+
+On a CPU, ``F.conv2d`` and ``F.linear`` hand oneDNN a weight in PyTorch's plain layout, and
+every call re-lays it out into the blocked format oneDNN's kernels read (and, for the 4×4 and
+8×8 maps of the decoder's first layers at batch 1, ATen takes its slower native convolution
+instead). For inference the weight is fixed, so it can be laid out once: oneDNN's *weight
+prepacking*, the step PyTorch's own Inductor backend takes when it freezes a model
+(``torch._inductor.config.freezing``), done here without compiling, through the same two
+operators (``mkldnn::_reorder_convolution_weight`` / ``_reorder_linear_weight`` to lay out,
+``mkldnn::_convolution_pointwise`` / ``_linear_pointwise`` to run). The arithmetic is oneDNN's
+either way: the same result to rounding (tested), and bit for bit wherever ``F.conv2d``
+already went to oneDNN.
+
+The prepacked path saves a fixed cost per call, so it matters for small batches: on 2 Zen 4
+cores (ad hoc, hot), a 256→256 3×3 convolution of an 8×8 map took 0.35 against 0.55 ms at
+batch 1 (0.20 against 0.32 ms in bf16) and 10.0 against 11.0 ms at batch 32, and the
+decoder's 256→4,096 dense layer 70 against 146 µs at batch 1. Dense layers with small
+weights (32→256: 17 against 3.5 µs) are faster as they are, so only large ones are packed.
+
+The layouts are cached per weight tensor and rebuilt when the weight is changed in place
+(its version counter), replaced (``.to()``), or meets another input shape or dtype. Calls
+that need gradients, run under ``torch.compile`` (Inductor packs by itself) or a dispatch mode
+(``FlopCounterMode`` counts the plain operators, not these), or are not on a CPU with oneDNN
+take the plain operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+from torch.utils.weak import WeakIdKeyDictionary
+
+__all__ = ["PackedLinear", "packed_conv2d", "packed_linear", "prepacking_available"]
+
+# Dense layers with fewer weights than this run as F.linear (prepacking loses below it).
+PACK_LINEAR_MIN = 1 << 16
+
+_PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weight -> (stamp, packed weight)
+
+
+def prepacking_available() -> bool:
+    """Whether this torch build has oneDNN and the prepacked operators."""
+    ops = torch.ops.mkldnn
+    return bool(
+        torch.backends.mkldnn.is_available()
+        and all(
+            hasattr(ops, name)
+            for name in (
+                "_convolution_pointwise",
+                "_reorder_convolution_weight",
+                "_linear_pointwise",
+                "_reorder_linear_weight",
+            )
+        )
+    )
+
+
+_AVAILABLE = prepacking_available()
+
+
+def _eligible(x: Tensor, weight: Tensor) -> bool:
+    return (
+        _AVAILABLE
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and not (x.requires_grad or weight.requires_grad)
+        and not torch.compiler.is_compiling()
+        and not is_in_torch_dispatch_mode()  # FLOP counters, fake tensors: the plain ops
+    )
+
+
+def _packed(weight: Tensor, stamp: tuple, pack: Callable[[], Tensor]) -> Tensor:
+    hit = _PACKED.get(weight)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    packed = pack()
+    _PACKED[weight] = (stamp, packed)
+    return packed
+
+
+def packed_conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None, padding: int | Sequence[int] = 0
+) -> Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` (stride 1) with the weight prepacked
+    for oneDNN when the call allows it (see the module docstring)."""
+    pad = [padding, padding] if isinstance(padding, int) else [int(p) for p in padding]
+    if not _eligible(x, weight) or x.dim() != 4:
+        return F.conv2d(x, weight, bias, padding=pad)
+    stamp = (weight._version, weight.dtype, tuple(x.shape[1:]), tuple(pad))
+    packed = _packed(
+        weight,
+        stamp,
+        lambda: torch.ops.mkldnn._reorder_convolution_weight(
+            weight, pad, [1, 1], [1, 1], 1, list(x.shape)
+        ),
+    )
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, packed, bias, pad, [1, 1], [1, 1], 1, "none", [], ""
+    )
+
+
+def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.linear(x, weight, bias)`` with the weight prepacked for oneDNN when the call allows
+    it and the weight is large (``PACK_LINEAR_MIN``)."""
+    if weight.numel() < PACK_LINEAR_MIN or x.dim() != 2 or not _eligible(x, weight):
+        return F.linear(x, weight, bias)
+    stamp = (weight._version, weight.dtype)
+    packed = _packed(
+        weight, stamp, lambda: torch.ops.mkldnn._reorder_linear_weight(weight, x.shape[0])
+    )
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+class PackedLinear(nn.Module):
+    """An ``nn.Linear`` for inference whose weight is prepacked (:func:`packed_linear`)."""
+
+    def __init__(self, layer: nn.Linear) -> None:
+        super().__init__()
+        self.register_buffer("weight", layer.weight.detach().clone())
+        bias = None if layer.bias is None else layer.bias.detach().clone()
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return packed_linear(x, self.weight, self.bias)
