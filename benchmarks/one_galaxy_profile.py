@@ -1,21 +1,27 @@
 """Where the time of generating one galaxy goes, against a galaxy's share of a batch.
 
 ``GalaxySampler`` (``cosmobench generate``'s code) with networks of the paper's size: the
-time of ``sampler(1)`` and ``sampler(100)``, interleaved, and of the pieces of one galaxy —
+time of ``sampler(1)`` and ``sampler(100)``, interleaved, with the inference decoder as it
+runs (oneDNN-prepacked weights, the sub-pixel form of the stride-2 layers for one galaxy:
+``cosmobench.models.onednn``, ``cosmobench.models.deconv``) and, in the same rounds, as it
+ran before them (plain operators, four phase convolutions at every batch); then the pieces
+of one galaxy —
 the base noise, the flow's latent (Jacobi sweeps), every layer of the batch-1 decoder in
 sequence, and the tail (sigmoid, clamp, inverse normalisation) — beside the same decoder
 layers' cost per galaxy in a batch of 32. Median of ``--repeats`` calls; writes
 ``benchmarks/results/one_galaxy_profile.md`` (or ``--out``). Run on an idle machine::
 
-    .venv/bin/python benchmarks/one_galaxy_profile.py [--threads 2] [--repeats 15] [--out F]
+    .venv/bin/python benchmarks/one_galaxy_profile.py [--threads 2] [--repeats 15]
+        [--precision fp32|bf16] [--out F]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -23,6 +29,8 @@ import torch
 from cosmobench.bench.env import cpu_model, load_average
 from cosmobench.generate.sampler import GalaxySampler
 from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
+from cosmobench.models.deconv import PhaseConv
+from cosmobench.models.onednn import prepacking
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -51,28 +59,49 @@ def median_s(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(out)
 
 
+@contextlib.contextmanager
+def decoder_as(variant: str) -> Iterator[None]:
+    """``"now"``: the decoder as it runs; ``"before"``: plain operators, no sub-pixel form."""
+    now = variant == "now"
+    saved = PhaseConv.SUB_PIXEL_MAX_BATCH
+    PhaseConv.SUB_PIXEL_MAX_BATCH = saved if now else 0
+    try:
+        with prepacking(now):
+            yield
+    finally:
+        PhaseConv.SUB_PIXEL_MAX_BATCH = saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--out", default=str(RESULTS / "one_galaxy_profile.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     start = load_average()
     vae, flow = VAE(VAEConfig()), LatentFlow(FlowConfig())
-    sampler = GalaxySampler(vae, flow, BandNormalizer([1e3] * 6))
+    sampler = GalaxySampler(vae, flow, BandNormalizer([1e3] * 6), precision=args.precision)
+    variants = ("now", "before")
     with torch.inference_mode():
-        sampler(1, seed=0), sampler(100, seed=0)  # warm-up
-        one, hundred = [], []
-        for i in range(args.repeats):  # interleaved: the ratio is what matters
-            t = time.perf_counter()
-            sampler(1, seed=i)
-            t1 = time.perf_counter()
-            sampler(100, seed=i)
-            one.append(t1 - t)
-            hundred.append(time.perf_counter() - t1)
-        t1, t100 = statistics.median(one), statistics.median(hundred)
+        for variant in variants:  # warm-up
+            with decoder_as(variant):
+                sampler(1, seed=0), sampler(100, seed=0)
+        one: dict[str, list[float]] = {v: [] for v in variants}
+        hundred: dict[str, list[float]] = {v: [] for v in variants}
+        for i in range(args.repeats):  # interleaved: the ratios are what matter
+            for variant in variants if i % 2 else variants[::-1]:
+                with decoder_as(variant):
+                    t = time.perf_counter()
+                    sampler(1, seed=i)
+                    t1 = time.perf_counter()
+                    sampler(100, seed=i)
+                    one[variant].append(t1 - t)
+                    hundred[variant].append(time.perf_counter() - t1)
+        t1 = {v: statistics.median(one[v]) for v in variants}
+        t100 = {v: statistics.median(hundred[v]) for v in variants}
         eps = sampler.noise(1, seed=0)
         z = sampler.latents(eps)
         r = args.repeats
@@ -83,25 +112,36 @@ def main() -> None:
         }
         sweeps = list(sampler.maf.last_sweeps)
         plain = sampler._plain_decoder or vae.decoder
-        one_layers = layer_times(plain, z, args.repeats)
-        z32 = sampler.latents(sampler.noise(32, seed=1))
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32  # the decoder's
+        one_layers = layer_times(plain, z.to(dtype), args.repeats)
+        z32 = sampler.latents(sampler.noise(32, seed=1)).to(dtype)
         batch_layers = [t / 32 for t in layer_times(plain, z32, max(3, args.repeats // 3))]
 
     lines = [
         "# One generated galaxy: where its time goes", "",
         f"`python benchmarks/one_galaxy_profile.py --threads {args.threads} --repeats "
-        f"{args.repeats}" + (f" --out {args.out}`" if Path(args.out).name !=
-                             "one_galaxy_profile.md" else "`"), "",
+        f"{args.repeats} --precision {args.precision}"
+        + (f" --out {args.out}`" if Path(args.out).name != "one_galaxy_profile.md" else "`"),
+        "",
         f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {args.threads} threads, "
-        f"torch {torch.__version__}; networks of the paper's size, initial weights; medians; "
-        f"load average {start} before, {load_average()} after.", "",
-        f"- one galaxy: **{t1 * 1e3:.2f} ms**; 100 galaxies: {t100 * 1e3:.1f} ms "
-        f"({t100 * 10:.2f} ms a galaxy); one galaxy's share of 100: **{t1 / t100:.3f}** "
-        "(interleaved calls)",
+        f"torch {torch.__version__}, {args.precision}; networks of the paper's size, initial "
+        f"weights; medians; load average {start} before, {load_average()} after.", "",
+        "Interleaved calls, round by round (`now`: the decoder as it runs; `before`: plain "
+        "operators and four phase convolutions at every batch, as before weight prepacking):",
+        "",
+        "| decoder | one galaxy (ms) | 100 galaxies (ms) | one galaxy's share of 100 |",
+        "|---|---:|---:|---:|",
+        *(f"| {v} | {t1[v] * 1e3:.2f} | {t100[v] * 1e3:.1f} | {t1[v] / t100[v]:.4f} |"
+          for v in variants),
+        "",
+        f"- speed-up, before ÷ now: one galaxy **{t1['before'] / t1['now']:.2f}×**, "
+        f"100 galaxies {t100['before'] / t100['now']:.2f}×",
+        "",
+        "The pieces of one galaxy (the decoder as it runs, each piece repeated):", "",
         *(f"- {name}: {s * 1e3:.2f} ms" for name, s in pieces.items()),
         f"- flow sweeps per transform: {' '.join(map(str, sweeps))}", "",
-        "The sampler's decoder (plain convolutions, frozen PReLUs), layer by layer in "
-        "sequence: one galaxy, and per galaxy of a batch of 32:", "",
+        "The sampler's decoder as it runs (plain prepacked convolutions, frozen PReLUs), layer "
+        "by layer in sequence: one galaxy, and per galaxy of a batch of 32:", "",
         "| layer | batch 1 (ms) | per galaxy at 32 (ms) | ratio |", "|---|---:|---:|---:|",
     ]
     for layer, a, b in zip(plain, one_layers, batch_layers, strict=True):

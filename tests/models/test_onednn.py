@@ -105,3 +105,16 @@ def test_flop_counters_see_the_plain_convolution():
         packed_conv2d(x, w, None, 1)
     assert counter.get_total_flops() == 2 * 2 * 6 * 4 * 9 * 64
     assert w not in onednn._PACKED
+
+
+@needs_onednn
+def test_prepacking_can_be_turned_off_for_a_block():
+    w = torch.randn(6, 4, 3, 3)
+    x = _inputs(2, 4, (8, 8), torch.float32)
+    with torch.inference_mode():
+        with onednn.prepacking(False):
+            off = packed_conv2d(x, w, None, 1)
+            assert w not in onednn._PACKED
+        on = packed_conv2d(x, w, None, 1)
+    assert w in onednn._PACKED
+    torch.testing.assert_close(on, off, rtol=1e-5, atol=1e-5)

@@ -143,10 +143,12 @@ class GalaxySampler:
         # convolution's rate; the same decoder recast as plain convolutions
         # (cosmobench.models.deconv: the stride-2 layers as four phase convolutions with only
         # their own taps) samples 32 and 100 galaxies 1.06-1.12x faster than with the single
-        # sub-pixel convolution, and one galaxy about as fast as the transposed convolutions
-        # (0.94-1.05x), in fp32 and bf16 (2 Zen 4 cores, interleaved, ad hoc): one decoder
-        # serves every batch size. The copy also freezes the PReLU slopes in the activations'
-        # layout (one copy of the slopes per call less: 9.5 -> 7.6 ms for one galaxy).
+        # sub-pixel convolution, in fp32 and bf16 (2 Zen 4 cores, interleaved, ad hoc); a
+        # single galaxy takes one sub-pixel convolution per layer instead. The copy also
+        # freezes the PReLU slopes in the activations' layout (one copy of the slopes per call
+        # less: 9.5 -> 7.6 ms for one galaxy) and lays its weights out once for oneDNN
+        # (cosmobench.models.onednn: one galaxy 1.24-1.32x faster,
+        # benchmarks/one_galaxy_profile.py). One decoder serves every batch size.
         self._plain_decoder: nn.Module | None = None
         decoder = getattr(self.vae, "decoder", None)  # logits, as VAE.decode_logits
         if self.device.type == "cpu" and decoder is not None and hasattr(self.vae, "decode_logits"):

@@ -26,7 +26,8 @@ take the plain operators.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,13 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["PackedLinear", "packed_conv2d", "packed_linear", "prepacking_available"]
+__all__ = [
+    "PackedLinear",
+    "packed_conv2d",
+    "packed_linear",
+    "prepacking",
+    "prepacking_available",
+]
 
 # Dense layers with fewer weights than this run as F.linear (prepacking loses below it).
 PACK_LINEAR_MIN = 1 << 16
@@ -60,11 +67,25 @@ def prepacking_available() -> bool:
 
 
 _AVAILABLE = prepacking_available()
+_ENABLED = True
+
+
+@contextlib.contextmanager
+def prepacking(enabled: bool) -> Iterator[None]:
+    """Turn the prepacked path on or off inside the block (off: the plain operators, the
+    computation as before prepacking; for side-by-side benchmarks and debugging)."""
+    global _ENABLED
+    before, _ENABLED = _ENABLED, bool(enabled)
+    try:
+        yield
+    finally:
+        _ENABLED = before
 
 
 def _eligible(x: Tensor, weight: Tensor) -> bool:
     return (
         _AVAILABLE
+        and _ENABLED
         and x.device.type == "cpu"
         and weight.device.type == "cpu"
         and x.dtype == weight.dtype
