@@ -32,8 +32,14 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 from torch.utils.weak import WeakIdKeyDictionary
+
+try:  # torch's own test for an active TorchDispatchMode (FlopCounterMode, fake tensors)
+    from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+except ImportError:  # a torch without it: ask the dispatcher's mode stack directly
+
+    def is_in_torch_dispatch_mode() -> bool:
+        return torch._C._len_torch_dispatch_stack() > 0
 
 __all__ = [
     "PackedLinear",
