@@ -39,7 +39,8 @@ def test_packed_conv_equals_conv2d_at_every_batch_size(kernel, padding, dtype):
         assert got.shape == ref.shape and got.dtype == dtype
         tol = 1e-5 if dtype == torch.float32 else 2e-2
         torch.testing.assert_close(got, ref, rtol=tol, atol=tol)
-    assert w in onednn._PACKED  # the prepacked path ran, not the fallback
+    # the prepacked path ran, not the fallback (bf16: where the CPU can lay it out)
+    assert (w in onednn._PACKED) == prepacking_available(dtype)
 
 
 @needs_onednn
@@ -91,7 +92,7 @@ def test_packed_linear_equals_linear_large_and_small(dtype):
         with torch.inference_mode():
             torch.testing.assert_close(fast(x), lin.to(dtype)(x), rtol=tol, atol=tol)
             torch.testing.assert_close(fast_small(v), small.to(dtype)(v), rtol=tol, atol=tol)
-    assert (fast.weight in onednn._PACKED) == prepacking_available()
+    assert (fast.weight in onednn._PACKED) == prepacking_available(dtype)
     assert fast_small.weight not in onednn._PACKED  # small weights run as F.linear
     assert not list(fast.parameters())  # inference weights are buffers
 
@@ -118,3 +119,17 @@ def test_prepacking_can_be_turned_off_for_a_block():
         on = packed_conv2d(x, w, None, 1)
     assert w in onednn._PACKED
     torch.testing.assert_close(on, off, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_takes_the_plain_operators_where_the_cpu_cannot_lay_it_out(monkeypatch):
+    """An AVX2-only CPU has no bf16 conversions: oneDNN refuses to lay bf16 weights out."""
+    monkeypatch.setattr(onednn, "_DTYPES", (torch.float32,))
+    assert not prepacking_available(torch.bfloat16)
+    w = torch.randn(6, 4, 3, 3).bfloat16()
+    x = _inputs(2, 4, (8, 8), torch.bfloat16)
+    big = torch.randn(PACK_LINEAR_MIN // 64, 64).bfloat16()
+    with torch.inference_mode():
+        torch.testing.assert_close(packed_conv2d(x, w, None, 1), F.conv2d(x, w, padding=1))
+        v = torch.randn(3, 64).bfloat16()
+        torch.testing.assert_close(packed_linear(v, big, None), F.linear(v, big))
+    assert w not in onednn._PACKED and big not in onednn._PACKED

@@ -18,7 +18,8 @@ decoder's 256→4,096 dense layer 70 against 146 µs at batch 1. Dense layers wi
 weights (32→256: 17 against 3.5 µs) are faster as they are, so only large ones are packed.
 
 The layouts are cached per weight tensor and rebuilt when the weight is changed in place
-(its version counter), replaced (``.to()``), or meets another input shape or dtype. Calls
+(its version counter; an inference tensor has none, so change those by replacing them),
+replaced (``.to()``), or meets another input shape or dtype. Calls
 that need gradients, run under ``torch.compile`` (Inductor packs by itself) or a dispatch mode
 (``FlopCounterMode`` counts the plain operators, not these), or are not on a CPU with oneDNN
 take the plain operators.
@@ -55,24 +56,34 @@ PACK_LINEAR_MIN = 1 << 16
 _PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weight -> (stamp, packed weight)
 
 
-def prepacking_available() -> bool:
-    """Whether this torch build has oneDNN and the prepacked operators."""
+def _operators_available() -> bool:
     ops = torch.ops.mkldnn
-    return bool(
-        torch.backends.mkldnn.is_available()
-        and all(
-            hasattr(ops, name)
-            for name in (
-                "_convolution_pointwise",
-                "_reorder_convolution_weight",
-                "_linear_pointwise",
-                "_reorder_linear_weight",
-            )
-        )
+    names = (
+        "_convolution_pointwise",
+        "_reorder_convolution_weight",
+        "_linear_pointwise",
+        "_reorder_linear_weight",
     )
+    return bool(torch.backends.mkldnn.is_available() and all(hasattr(ops, n) for n in names))
 
 
-_AVAILABLE = prepacking_available()
+def _bf16_supported() -> bool:
+    # oneDNN lays bf16 weights out only where the CPU has bf16 conversions (AVX-512 BW/VL/DQ
+    # or AVX-NE-CONVERT); elsewhere, an AVX2-only CPU for one, bf16 takes the plain operators
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check is not None and check())
+
+
+_AVAILABLE = _operators_available()
+_DTYPES = (torch.float32, torch.bfloat16) if _AVAILABLE and _bf16_supported() else (torch.float32,)
+
+
+def prepacking_available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this torch build has oneDNN and the prepacked operators, and this CPU can lay
+    out weights of ``dtype`` (fp32 always; bf16 needs the CPU's bf16 conversions)."""
+    return _AVAILABLE and dtype in _DTYPES
+
+
 _ENABLED = True
 
 
@@ -95,11 +106,17 @@ def _eligible(x: Tensor, weight: Tensor) -> bool:
         and x.device.type == "cpu"
         and weight.device.type == "cpu"
         and x.dtype == weight.dtype
-        and x.dtype in (torch.float32, torch.bfloat16)
+        and x.dtype in _DTYPES
         and not (x.requires_grad or weight.requires_grad)
         and not torch.compiler.is_compiling()
         and not is_in_torch_dispatch_mode()  # FLOP counters, fake tensors: the plain ops
     )
+
+
+def _version(weight: Tensor) -> int:
+    # an inference tensor (made under torch.inference_mode) has no version counter; it can
+    # only be changed in place inside inference mode, which this cache cannot see
+    return -1 if weight.is_inference() else weight._version
 
 
 def _packed(weight: Tensor, stamp: tuple, pack: Callable[[], Tensor]) -> Tensor:
@@ -119,7 +136,7 @@ def packed_conv2d(
     pad = [padding, padding] if isinstance(padding, int) else [int(p) for p in padding]
     if not _eligible(x, weight) or x.dim() != 4:
         return F.conv2d(x, weight, bias, padding=pad)
-    stamp = (weight._version, weight.dtype, tuple(x.shape[1:]), tuple(pad))
+    stamp = (_version(weight), weight.dtype, tuple(x.shape[1:]), tuple(pad))
     packed = _packed(
         weight,
         stamp,
@@ -137,7 +154,7 @@ def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     it and the weight is large (``PACK_LINEAR_MIN``)."""
     if weight.numel() < PACK_LINEAR_MIN or x.dim() != 2 or not _eligible(x, weight):
         return F.linear(x, weight, bias)
-    stamp = (weight._version, weight.dtype)
+    stamp = (_version(weight), weight.dtype)
     packed = _packed(
         weight, stamp, lambda: torch.ops.mkldnn._reorder_linear_weight(weight, x.shape[0])
     )
