@@ -48,7 +48,7 @@ def step_seconds(batch: int, precision: str, steps: int = 4, compile: bool = Fal
     vae = VAE(VAEConfig())
     step = make_train_step(vae, make_optimizer(vae), n_train=1, precision=precision)
     if compile:
-        step = torch.compile(step, dynamic=False)
+        step = torch.compile(step, dynamic=False, options=step.compile_options or None)
     x, y = torch.rand(batch, 6, 64, 64) * 2 - 1, torch.rand(batch, 6, 64, 64)
     step(x, y)
     step(x, y)

@@ -18,10 +18,25 @@ from cosmobench.errors import CosmobenchError, check_choice
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PRECISIONS", "autocast", "resolve_device"]
+__all__ = ["PRECISIONS", "autocast", "inductor_options", "resolve_device"]
 
 #: Numerical precisions: fp32, or bf16 autocast (weights and optimiser state stay fp32).
 PRECISIONS = ("fp32", "bf16")
+
+
+def inductor_options(device_type: str) -> dict[str, object]:
+    """Inductor options every ``torch.compile`` in cosmobench passes for ``device_type``.
+
+    On a CPU, Inductor's own C++ kernels are generated for 256-bit vectors
+    (``cpp.simdlen = 256``). With its default, 512-bit code on an AVX-512 CPU, torch 2.13
+    generated kernels that write past their buffers: on 2 Zen 4 cores the compiled BNN
+    training step aborted with a corrupted heap and the compiled sampler decoder did too,
+    and with ``ATEN_CPU_CAPABILITY=avx2`` the compiled CNN step returned a NaN loss; all
+    ran correctly with 256-bit code (``tests/train/test_compiled_cpu.py``). Convolutions and
+    matrix products are oneDNN/BLAS calls whatever this option, and Zen 4 executes 512-bit
+    instructions as two 256-bit halves anyway.
+    """
+    return {"cpp.simdlen": 256} if device_type == "cpu" else {}
 
 
 def autocast(

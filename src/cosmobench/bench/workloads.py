@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from cosmobench.bench.modes import Mode, capture_step, mode_step
-from cosmobench.devices import autocast
+from cosmobench.devices import autocast, inductor_options
 from cosmobench.errors import CosmobenchError
 
 __all__ = [
@@ -235,7 +235,8 @@ class InferWorkload(_ShapeWorkload):
             return loc
 
         flops = count_flops(lambda: forward(x))
-        fn = torch.compile(forward) if mode.compile else forward
+        options = inductor_options(dev.type) or None
+        fn = torch.compile(forward, options=options) if mode.compile else forward
         info: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
         if mode.cudagraph:
             run = capture_step(fn, (x,)).replay

@@ -149,7 +149,8 @@ def generate(
         batch_size: galaxies per network batch (memory; does not change the galaxies);
             default 32 on a CPU, 2048 on an accelerator.
         cuda_graph: capture each batch as one CUDA graph (CUDA only).
-        compile: ``torch.compile`` the decoder (about 2x faster on a CPU, ~20 s to compile).
+        compile: ``torch.compile`` the decoder (see ``GalaxySampler``: on a CPU the
+            eager decoder is faster).
         progress: show a progress bar (rank 0).
         png: also write a colour grid of the first galaxies to this PNG.
 

@@ -139,14 +139,15 @@ class PhaseConv(nn.Module):
         ee = packed_conv2d(xp, self.k00, self.bias)  # even rows and columns
         # mixed phases: the convolution pads both ends of the two-tap axis; the last row
         # (column) it adds is dropped
-        eo = packed_conv2d(x, self.k01, self.bias, (1, 0))
-        oe = packed_conv2d(x, self.k10, self.bias, (0, 1))
+        eo = packed_conv2d(x, self.k01, self.bias, (1, 0))[:, :, :h]
+        oe = packed_conv2d(x, self.k10, self.bias, (0, 1))[:, :, :, :w]
         oo = packed_conv2d(x, self.k11, self.bias)  # odd rows and columns: input (i, j) alone
-        out = torch.empty(b, ee.shape[1], 2 * h, 2 * w, dtype=ee.dtype, device=ee.device,
+        c = ee.shape[1]
+        out = torch.empty(b, c, 2 * h, 2 * w, dtype=ee.dtype, device=ee.device,
                           memory_format=torch.channels_last)
         out[:, :, 0::2, 0::2] = ee
-        out[:, :, 0::2, 1::2] = eo[:, :, :h]
-        out[:, :, 1::2, 0::2] = oe[:, :, :, :w]
+        out[:, :, 0::2, 1::2] = eo
+        out[:, :, 1::2, 0::2] = oe
         out[:, :, 1::2, 1::2] = oo
         return out
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from cosmobench.allocator import retain_freed_memory
-from cosmobench.devices import PRECISIONS, autocast
+from cosmobench.devices import PRECISIONS, autocast, inductor_options
 from cosmobench.errors import check_choice
 from cosmobench.models.layout import match_optimizer_state, mixed_channels_last
 
@@ -114,7 +114,8 @@ def _aten_random_under_compile() -> None:
 
 
 def compile_options(model: nn.Module) -> dict[str, object]:
-    """Inductor options for ``torch.compile`` of ``model``'s steps (``{}``: the defaults).
+    """Inductor options for ``torch.compile`` of ``model``'s steps: on a CPU,
+    :func:`cosmobench.devices.inductor_options` (256-bit code) and the following.
 
     A Bayesian network on the CPU compiles without inductor's layout optimisation
     (``layout_optimization=False``). That optimisation lays convolution weights out
@@ -130,10 +131,11 @@ def compile_options(model: nn.Module) -> dict[str, object]:
     """
     from cosmobench.models.variational import VariationalLayer
 
+    options = inductor_options(_device_type(model))
     if _device_type(model) == "cpu" and any(isinstance(m, VariationalLayer)
                                             for m in model.modules()):
-        return {"layout_optimization": False}
-    return {}
+        options["layout_optimization"] = False
+    return options
 
 
 def make_train_step(
