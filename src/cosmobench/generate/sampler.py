@@ -85,10 +85,11 @@ class GalaxySampler:
             EPYC cores: 298 images/s at 32, 191 at 64, 153 at 500;
             ``benchmarks/generation_batch.py``), and 2048 on accelerators (a larger batch
             feeds a GPU better).
-        compile: ``torch.compile`` the VAE's own decoder and the inverse normalisation
-            (~20 s per batch size on a CPU). On a CPU the eager decoder (recast layers,
-            prepacked weights) is faster: 100 galaxies took 340 against 397 ms compiled on 2
-            Zen 4 cores (ad hoc). Not with ``cuda_graph``.
+        compile: ``torch.compile`` the decoder and the inverse normalisation (~20 s per
+            batch size on a CPU, with 256-bit code: ``cosmobench.devices.inductor_options``).
+            On a CPU it gains nothing over the eager decoder: 100 galaxies took 311 ms either
+            way in fp32 and 290 against 195 ms in bf16 on 2 Zen 4 cores (ad hoc). Not with
+            ``cuda_graph``.
 
     The flow's weights (:class:`~cosmobench.generate.maf.FastMAF`; on a CPU it solves batches
     of up to 256 by Jacobi sweeps) and, on a CPU, the decoder prepared for inference
@@ -257,9 +258,7 @@ class GalaxySampler:
 
     def _decode_eager(self, z: Tensor) -> Tensor:
         logits = self._plain_decoder
-        if logits is None or torch.compiler.is_compiling():
-            # compiled, the VAE's own decoder: the inference copy's recast layers and
-            # prepacked weights are eager-mode work that Inductor does its own way
+        if logits is None:
             logits = getattr(self.vae, "decode_logits", None)
         with self._autocast():
             y = self.vae.decode(z) if logits is None else logits(z)  # (B, 6, H, W)
