@@ -93,14 +93,16 @@ def test_cudagraph_training_needs_cuda(tiny_dataset, tmp_path, device):
 def test_bayesian_steps_compile_without_layout_optimisation_on_the_cpu(monkeypatch):
     """A BNN's weights are a fresh sample every step: inductor's channels-last weight layout
     would transpose every sample (and, on AVX-512 with torch 2.13, its transposing kernel
-    writes past its buffer); the CNN keeps inductor's defaults."""
+    writes past its buffer); the CNN keeps inductor's layout. Both ask for 256-bit CPU code
+    (``devices.inductor_options``)."""
     from cosmobench.models import ShapeConfig, ShapeNet
     from cosmobench.train.step import compile_options
 
     bnn = ShapeNet(ShapeConfig(bayesian=True, **TINY))
     cnn = ShapeNet(ShapeConfig(bayesian=False, **TINY))
-    assert compile_options(bnn) == {"layout_optimization": False}
-    assert compile_options(cnn) == {}
+    simd = {"cpp.simdlen": 256}
+    assert compile_options(bnn) == {**simd, "layout_optimization": False}
+    assert compile_options(cnn) == simd
     seen = []
     monkeypatch.setattr(modes.torch, "compile",
                         lambda fn, **kw: seen.append(kw) or fn)  # fmt: skip
@@ -108,5 +110,5 @@ def test_bayesian_steps_compile_without_layout_optimisation_on_the_cpu(monkeypat
         step = make_train_step(net, make_optimizer(net), n_train=32)
         assert step.compile_options == compile_options(net)
         mode_step(step, "compile")
-    assert seen == [{"dynamic": False, "options": {"layout_optimization": False}},
-                    {"dynamic": False, "options": None}]
+    assert seen == [{"dynamic": False, "options": {**simd, "layout_optimization": False}},
+                    {"dynamic": False, "options": simd}]
