@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from cosmobench.bench.env import capture_env, load_average
+from cosmobench.bench.modes import mode_step
 from cosmobench.generate import GenerateConfig, evaluate_generation, generate
 from cosmobench.models import VAE, VAEConfig
 from cosmobench.sim import SimConfig, simulate
@@ -48,7 +49,7 @@ def step_seconds(batch: int, precision: str, steps: int = 4, compile: bool = Fal
     vae = VAE(VAEConfig())
     step = make_train_step(vae, make_optimizer(vae), n_train=1, precision=precision)
     if compile:
-        step = torch.compile(step, dynamic=False, options=step.compile_options or None)
+        step = mode_step(step, "compile")  # as the trainer compiles it
     x, y = torch.rand(batch, 6, 64, 64) * 2 - 1, torch.rand(batch, 6, 64, 64)
     step(x, y)
     step(x, y)

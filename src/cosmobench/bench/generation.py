@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from cosmobench.bench.modes import Mode
 from cosmobench.bench.workloads import BuildContext, Case, Workload, count_flops
@@ -40,12 +41,12 @@ def sample_flops(sampler: Any, n: int) -> float | None:
     (``VAE.decode_logits``), not through the sampler's recast inference decoder, whose
     batch-1 sub-pixel form multiplies zero taps (``cosmobench.models.deconv``) that are not
     the model's work. ``None`` if nothing was counted."""
+    latents: list[Tensor] = []  # the counted call's output, decoded next
     with torch.inference_mode():
         eps = sampler.noise(n, seed=0)
-        z = sampler.latents(eps)
-        flow = count_flops(lambda: sampler.latents(eps)) or 0.0
+        flow = count_flops(lambda: latents.append(sampler.latents(eps))) or 0.0
         decode = getattr(sampler.vae, "decode_logits", None) or sampler.vae.decode
-        decoder = count_flops(lambda: decode(z)) or 0.0
+        decoder = count_flops(lambda: decode(latents[0])) or 0.0
     return (flow + decoder) or None
 
 

@@ -100,7 +100,7 @@ class PhaseConv(nn.Module):
     # kernel index of each tap (input i-1, then i) of an even (0) and an odd (1) output phase
     _TAPS = {0: [2, 0], 1: [1]}
     # the same taps in the sub-pixel form's 2-wide window (input i-1, then i); None: a zero
-    _WINDOW = {0: [2, 0], 1: [None, 1]}
+    _WINDOW = {a: [None] * (2 - len(taps)) + taps for a, taps in _TAPS.items()}
     # largest batch that takes the sub-pixel form
     SUB_PIXEL_MAX_BATCH = 1
 

@@ -131,9 +131,9 @@ def compile_options(model: nn.Module) -> dict[str, object]:
     """
     from cosmobench.models.variational import VariationalLayer
 
-    options = inductor_options(_device_type(model))
-    if _device_type(model) == "cpu" and any(isinstance(m, VariationalLayer)
-                                            for m in model.modules()):
+    device_type = _device_type(model)
+    options = inductor_options(device_type)
+    if device_type == "cpu" and any(isinstance(m, VariationalLayer) for m in model.modules()):
         options["layout_optimization"] = False
     return options
 
