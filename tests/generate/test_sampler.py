@@ -160,6 +160,31 @@ def test_channels_last_decoder_gives_the_nchw_images():
     torch.testing.assert_close(x, ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["eager", "other normaliser"])
+def test_decode_into_rows_of_an_output_is_decode(models, kind):
+    """``decode(z, out=rows)`` writes the same bits ``decode(z)`` returns into those rows
+    and nothing else, whatever the normaliser offers (in-place ``inverse_`` or not)."""
+    vae, flow, norm = models
+    if kind == "other normaliser":
+        class Plain(torch.nn.Module):  # only the out-of-place inverse
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def inverse(self, y):
+                return self.inner.inverse(y)
+
+        norm = Plain(norm)
+    sampler = GalaxySampler(vae, flow, norm)
+    z = torch.randn(3, 8)
+    ref = sampler.decode(z)
+    buf = torch.full((6, *ref.shape[1:]), -7.0)
+    got = sampler.decode(z, out=buf[2:5])
+    assert got.data_ptr() == buf[2:5].data_ptr()
+    torch.testing.assert_close(buf[2:5], ref, rtol=0, atol=0)
+    assert bool((buf[:2] == -7.0).all()) and bool((buf[5:] == -7.0).all())
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cpu_batches_use_the_plain_convolution_decoder(models, monkeypatch, precision):
     """On the CPU, every batch decodes through the recast decoder (the same function up to
@@ -187,8 +212,9 @@ def test_cpu_batches_use_the_plain_convolution_decoder(models, monkeypatch, prec
 
 def test_latents_in_flow_blocks_decoded_in_batches(models, monkeypatch):
     """The flow samples blocks of up to max(batch_size, _FLOW_BATCH) galaxies (its passes'
-    overhead does not grow with the batch); the decoder takes batch_size at a time; the
-    images are the same as one batch's."""
+    overhead does not grow with the batch); the decoder takes batch_size at a time, across
+    the blocks' boundaries, each batch written into its rows of one output; the images are
+    the same as one batch's."""
     import cosmobench.generate.sampler as sampler_module
 
     vae, flow, norm = models
@@ -198,11 +224,13 @@ def test_latents_in_flow_blocks_decoded_in_batches(models, monkeypatch):
     for name in sizes:
         fn = getattr(sampler, name)
         monkeypatch.setattr(
-            sampler, name, lambda z, fn=fn, name=name: sizes[name].append(len(z)) or fn(z)
+            sampler, name,
+            lambda z, fn=fn, name=name, **out: sizes[name].append(len(z)) or fn(z, **out),
         )
     eps = torch.randn(12, 8)
     z, x = sampler.sample_noise(eps)
-    assert sizes == {"latents": [5, 5, 2], "decode": [2, 2, 1, 2, 2, 1, 2]}
+    assert sizes == {"latents": [5, 5, 2], "decode": [2] * 6}
+    assert x.is_contiguous() and x.shape == (12, 6, 64, 64)
     z1, x1 = GalaxySampler(vae, flow, norm, batch_size=100).sample_noise(eps)
     torch.testing.assert_close(z, z1, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x, x1, rtol=1e-5, atol=1e-3)
