@@ -18,6 +18,14 @@ with the speed ratio (peer time ÷ cosmobench time: above 1, cosmobench is faste
 ``--modes`` times several cosmobench modes at every point (the peer once); the fastest is
 reported as the best mode. bf16 modes are timed only on CPUs with native bf16.
 
+How sure a ratio is: the rounds are paired (one peer call, then one call per mode), so the
+table's ratio of medians gets a 90 % interval from a paired bootstrap over the rounds
+(Efron & Tibshirani 1993, ch. 13: resample whole rounds with replacement, recompute the
+ratio of medians, take the 5th and 95th percentiles), beside the median of the per-round
+ratios. A target is met beyond this run's noise only where the interval's low end reaches
+it. ``--from-json F`` rewrites the tables of a stored run (with its intervals) without
+timing anything.
+
 After the timing, on the same idle machine, the run measures what the hardware allows: the
 FLOPs of each point (matrix products and convolutions, counted by torch's
 ``FlopCounterMode`` on cosmobench's own call) and this CPU's roofline in fp32 and, where
@@ -92,6 +100,37 @@ def _timed(fn, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     return times, cpu
+
+
+def ratio_interval(peer_times: list[float], our_times: list[float], level: float = 0.9,
+                   draws: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """``level`` interval of median(peer) / median(ours) from a paired bootstrap over the
+    rounds (round *i* is ``peer_times[i]`` then ``our_times[i]``; resampled together)."""
+    import numpy as np
+
+    peer, ours = np.asarray(peer_times, float), np.asarray(our_times, float)
+    if peer.shape != ours.shape or peer.size == 0:
+        raise ValueError(f"need paired rounds; got {peer.size} and {ours.size} times")
+    idx = np.random.default_rng(seed).integers(0, peer.size, size=(draws, peer.size))
+    ratios = np.median(peer[idx], axis=1) / np.median(ours[idx], axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(ratios, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def paired_stats(row: dict) -> dict[str, dict[str, float]]:
+    """Per mode of a stored row: the ratio of medians, its 90 % paired-bootstrap interval
+    and the median of the per-round ratios."""
+    import numpy as np
+
+    out = {}
+    peer = row["peer_times"]
+    for mode, m in row["modes"].items():
+        lo, hi = ratio_interval(peer, m["times"])
+        per_round = np.asarray(peer, float) / np.asarray(m["times"], float)
+        out[mode] = {"ratio": row["peer_s"] / m["s"], "lo": lo, "hi": hi,
+                     "round_median": float(np.median(per_round))}
+    return out
 
 
 class Ours:
@@ -197,7 +236,19 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "peer_keras"))
     ap.add_argument("--no-roofline", action="store_true",
                     help="skip the FLOP counts, the roofline and the ceilings")
+    ap.add_argument("--from-json", default=None,
+                    help="rewrite the tables (.md beside it) of this stored run; time nothing")
     args = ap.parse_args()
+    if args.from_json:
+        stored = json.loads(Path(args.from_json).read_text())
+        md = Path(args.from_json).with_suffix(".md")
+        # notes added to the record by hand (paragraphs opening "**Note") are kept
+        notes = [p for p in (md.read_text().split("\n\n") if md.exists() else [])
+                 if p.startswith("**Note")]
+        text = markdown(stored["meta"], stored["rows"], stored["derived"])
+        md.write_text("\n\n".join([text.rstrip("\n"), *(n.rstrip("\n") for n in notes)]) + "\n")
+        print(f"wrote {md}")
+        return
 
     modes, skipped = usable_modes([m.strip() for m in args.modes.split(",") if m.strip()])
     # every point compiles anew (batch size, autocast on or off): past dynamo's default
@@ -290,7 +341,7 @@ def main() -> None:
     out.with_suffix(".json").write_text(
         json.dumps({"meta": meta, "rows": rows, "derived": derived}, indent=1) + "\n"
     )
-    out.with_suffix(".md").write_text(markdown(meta, rows, derived, args))
+    out.with_suffix(".md").write_text(markdown(meta, rows, derived))
     print(f"wrote {out.with_suffix('.md')} and .json")
 
 
@@ -340,10 +391,12 @@ def ceilings(rows: list[dict], modes: list[str], args: argparse.Namespace) -> di
             for p, v in roof.items()}
 
 
-def markdown(meta: dict, rows: list[dict], derived: dict, args: argparse.Namespace) -> str:
+def markdown(meta: dict, rows: list[dict], derived: dict) -> str:
     """The ratio table: the peer, cosmobench eager (fp32) and, with several modes, each mode
-    and the best."""
+    and the best; how sure each ratio is; and, when measured, the ceilings."""
     modes = meta["modes"]
+    args = argparse.Namespace(**{k: meta[k] for k in ("threads", "repeats", "gen_repeats",
+                                                      "warmup")})
     lines = [
         "# cosmobench vs a Keras + TFP peer (interleaved call by call, one run)",
         "",
@@ -380,6 +433,27 @@ def markdown(meta: dict, rows: list[dict], derived: dict, args: argparse.Namespa
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {k}: {v:.3f}" for k, v in derived.items()]
+    if all("peer_times" in r and all("times" in m for m in r["modes"].values()) for r in rows):
+        lines += [
+            "",
+            "## How sure each ratio is",
+            "",
+            "The ratio of medians above, with its 90 % interval from a paired bootstrap over "
+            "the rounds (whole rounds resampled), and the median of the per-round ratios; "
+            "a target is met beyond this run's noise where the interval's low end reaches it.",
+            "",
+            "| workload | eager ÷ peer [90 % interval] | per-round median | best mode ÷ peer "
+            "[90 % interval] | per-round median |",
+            "|---|---|---|---|---|",
+        ]
+        for r in rows:
+            stats = paired_stats(r)
+            e, b = stats["eager"], stats[r["best_mode"]]
+            lines.append(
+                f"| {r['workload']} | {e['ratio']:.2f}× [{e['lo']:.2f}, {e['hi']:.2f}] | "
+                f"{e['round_median']:.2f}× | {r['best_mode']} {b['ratio']:.2f}× "
+                f"[{b['lo']:.2f}, {b['hi']:.2f}] | {b['round_median']:.2f}× |"
+            )
     roof = meta.get("roofline")
     if roof:
         precisions = list(roof)

@@ -65,8 +65,8 @@ def test_ceilings_divide_the_peers_time_by_the_flops_at_the_roofline(monkeypatch
     assert set(out) == {"fp32", "bf16"}
     meta = {"command": "x", "cpu": "cpu", "capability": "AVX2", "torch": "t",
             "tensorflow": "tf", "modes": ["eager"], "modes_skipped": {}, "load_average": [],
-            "seconds": 1.0, "roofline": out}
-    text = mod.markdown(meta, rows, {}, args)
+            "seconds": 1.0, "roofline": out, **vars(args)}
+    text = mod.markdown(meta, rows, {})
     assert "| CNN train step, batch 2 | 2.00 | 40% | 50% | 2.50× | 10.00× |" in text
 
 
@@ -83,3 +83,50 @@ def test_point_flops_are_counted_on_cosmobenchs_own_calls():
 
     recast = count_flops(mod.Ours("eager").generate(32, 0)) / 32
     assert 0.95 * recast < one < recast  # the transposed convolutions' count, not the recast's
+
+
+def test_ratio_interval_is_paired_over_rounds():
+    """A drift shared by both calls of a round cancels (the pairs are resampled together):
+    a peer always twice as slow gives exactly [2, 2] however much the machine drifts; noise
+    of one side alone widens the interval around the ratio of medians."""
+    import numpy as np
+
+    mod = _module()
+    drift = np.random.default_rng(1).uniform(1.0, 3.0, size=15)
+    assert mod.ratio_interval(list(2 * drift), list(drift)) == (2.0, 2.0)
+    noisy = list(2 * np.random.default_rng(2).uniform(0.8, 1.2, size=15))
+    lo, hi = mod.ratio_interval(noisy, [1.0] * 15)
+    point = float(np.median(noisy))
+    assert 1.6 <= lo < point < hi <= 2.4
+    assert mod.ratio_interval(noisy, [1.0] * 15) == (lo, hi)  # seeded: reproducible
+    import pytest
+
+    with pytest.raises(ValueError, match="paired"):
+        mod.ratio_interval([1.0, 2.0], [1.0])
+
+
+def test_stored_run_is_rewritten_with_its_intervals(tmp_path, monkeypatch):
+    """``--from-json`` rewrites a stored run's tables, the intervals included, timing nothing."""
+    import json
+    import sys
+
+    mod = _module()
+    peer, eager, bf16 = [0.30, 0.20, 0.40], [0.10, 0.10, 0.20], [0.05, 0.10, 0.10]
+    row = {"workload": "CNN train step, batch 2", "items": 2, "peer_s": 0.30,
+           "cosmobench_s": 0.10, "ratio": 3.0, "cpu_ratio": 1.0, "peer_times": peer,
+           "modes": {"eager": {"s": 0.10, "times": eager}, "bf16": {"s": 0.10, "times": bf16}},
+           "best_mode": "bf16", "best_ratio": 3.0}
+    meta = {"command": "x", "cpu": "cpu", "capability": "AVX2", "torch": "t",
+            "tensorflow": "tf", "modes": ["eager", "bf16"], "modes_skipped": {},
+            "load_average": [], "seconds": 1.0, "roofline": None, "threads": 2,
+            "repeats": 3, "gen_repeats": 3, "warmup": 1}
+    stored = tmp_path / "run.json"
+    stored.write_text(json.dumps({"meta": meta, "rows": [row], "derived": {}}))
+    (tmp_path / "run.md").write_text("old table\n\n**Note added after this run.** Kept.\n")
+    monkeypatch.setattr(mod, "PeerServer", lambda *a: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(sys, "argv", ["compare.py", "--from-json", str(stored)])
+    mod.main()
+    text = (tmp_path / "run.md").read_text()
+    lo, hi = mod.ratio_interval(peer, eager)
+    assert f"| CNN train step, batch 2 | 3.00× [{lo:.2f}, {hi:.2f}] | 2.00× | bf16 3.00×" in text
+    assert "old table" not in text and text.endswith("**Note added after this run.** Kept.\n")
