@@ -8,8 +8,13 @@ ran before them (plain operators, four phase convolutions at every batch); then 
 of one galaxy —
 the base noise, the flow's latent (Jacobi sweeps), every layer of the batch-1 decoder in
 sequence, and the tail (sigmoid, clamp, inverse normalisation) — beside the same decoder
-layers' cost per galaxy in a batch of 32. Median of ``--repeats`` calls; writes
-``benchmarks/results/one_galaxy_profile.md`` (or ``--out``). Run on an idle machine::
+layers' cost per galaxy in a batch of 32, with each layer's rate in GFLOP/s against this
+CPU's roofline in that precision (``cosmobench.bench.peak.measure_roofline``, measured after
+the timing). A layer's FLOPs are those of the paper's layer it stands for (the VAE's own
+decoder layer at the same position: a stride-2 layer's nine taps, not the sixteen of its
+sub-pixel form), so a rate is the useful work done per second. Median of ``--repeats``
+calls; writes ``benchmarks/results/one_galaxy_profile.md`` (or ``--out``). Run on an idle
+machine::
 
     .venv/bin/python benchmarks/one_galaxy_profile.py [--threads 2] [--repeats 15]
         [--precision fp32|bf16] [--out F]
@@ -25,8 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from cosmobench.bench.env import cpu_model, load_average
+from cosmobench.bench.peak import measure_roofline
 from cosmobench.generate.sampler import GalaxySampler
 from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
 from cosmobench.models.deconv import PhaseConv
@@ -47,6 +54,17 @@ def layer_times(decoder: torch.nn.Module, z: torch.Tensor, repeats: int) -> list
             x = layer(x)
             times[i].append(time.perf_counter() - t)
     return [statistics.median(t) for t in times]
+
+
+def paper_flops(decoder: torch.nn.Module, z: torch.Tensor) -> list[float]:
+    """FLOPs of each layer of the paper's ``decoder`` (the VAE's own) for the batch ``z``."""
+    out, x = [], z
+    with torch.inference_mode():
+        for layer in decoder:
+            with FlopCounterMode(display=False) as count:
+                x = layer(x)
+            out.append(float(count.get_total_flops()))
+    return out
 
 
 def median_s(fn: Callable[[], object], repeats: int) -> float:
@@ -116,6 +134,12 @@ def main() -> None:
         one_layers = layer_times(plain, z.to(dtype), args.repeats)
         z32 = sampler.latents(sampler.noise(32, seed=1)).to(dtype)
         batch_layers = [t / 32 for t in layer_times(plain, z32, max(3, args.repeats // 3))]
+    flops = paper_flops(vae.decoder, z.float())  # one galaxy, the paper's layers
+    roof = measure_roofline(torch.device("cpu"), args.precision)
+    peak = roof["flops_per_s"]
+
+    def rate(f: float, t: float) -> str:
+        return f"{f / t / 1e9:.0f}" if f and t > 0 else "—"
 
     lines = [
         "# One generated galaxy: where its time goes", "",
@@ -141,15 +165,25 @@ def main() -> None:
         *(f"- {name}: {s * 1e3:.2f} ms" for name, s in pieces.items()),
         f"- flow sweeps per transform: {' '.join(map(str, sweeps))}", "",
         "The sampler's decoder as it runs (plain prepacked convolutions, frozen PReLUs), layer "
-        "by layer in sequence: one galaxy, and per galaxy of a batch of 32:", "",
-        "| layer | batch 1 (ms) | per galaxy at 32 (ms) | ratio |", "|---|---:|---:|---:|",
+        "by layer in sequence: one galaxy, and per galaxy of a batch of 32; the rates count "
+        "the paper's FLOPs of each layer (for one galaxy, in MFLOP):", "",
+        "| layer | batch 1 (ms) | per galaxy at 32 (ms) | ratio | MFLOP | GFLOP/s at 1 | "
+        "GFLOP/s at 32 |", "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for layer, a, b in zip(plain, one_layers, batch_layers, strict=True):
-        name = type(layer).__name__
-        lines.append(f"| {name} | {a * 1e3:.3f} | {b * 1e3:.3f} | {a / b:.1f} |" if b > 0 else
-                     f"| {name} | {a * 1e3:.3f} | {b * 1e3:.3f} | — |")
-    lines.append(f"| **all** | {sum(one_layers) * 1e3:.2f} | {sum(batch_layers) * 1e3:.2f} | "
-                 f"{sum(one_layers) / sum(batch_layers):.1f} |")
+    for layer, a, b, f in zip(plain, one_layers, batch_layers, flops, strict=True):
+        lines.append(f"| {type(layer).__name__} | {a * 1e3:.3f} | {b * 1e3:.3f} | "
+                     + (f"{a / b:.1f}" if b > 0 else "—")
+                     + f" | {f / 1e6:.1f} | {rate(f, a)} | {rate(f, b)} |")
+    total, t1_all, t32_all = sum(flops), sum(one_layers), sum(batch_layers)
+    lines += [
+        f"| **all** | {t1_all * 1e3:.2f} | {t32_all * 1e3:.2f} | {t1_all / t32_all:.1f} | "
+        f"{total / 1e6:.1f} | {rate(total, t1_all)} | {rate(total, t32_all)} |",
+        "",
+        f"Roofline in {args.precision}, measured after the timing: {peak / 1e9:.0f} GFLOP/s "
+        f"({roof['kernel']}). The decoder's layers reach **{total / t1_all / peak:.0%}** of it "
+        f"for one galaxy and **{total / t32_all / peak:.0%}** per galaxy of a batch of 32; "
+        f"at the roofline a galaxy's decoder would take {total / peak * 1e3:.2f} ms.",
+    ]
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
