@@ -60,8 +60,10 @@ RESULTS = HERE.parent / "results"
 class PeerServer:
     """The Keras peer in its own interpreter, answering one JSON request per line."""
 
-    def __init__(self, python: str, threads: int) -> None:
+    def __init__(self, python: str, threads: int, inter_op: int | None = None) -> None:
         cmd = [python, str(HERE / "peer.py"), "--serve", "--threads", str(threads)]
+        if inter_op is not None:
+            cmd += ["--inter-op", str(inter_op)]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,

@@ -34,12 +34,13 @@ FILTERS = (32, 64, 128, 256)
 N_TRAIN = 10_000  # KL weight 1 / n_train of the BNN's loss (any value: same work)
 
 
-def setup(threads: int):
-    """Import TensorFlow with ``threads`` intra- and inter-op threads (before any op)."""
+def setup(threads: int, inter_op: int | None = None):
+    """Import TensorFlow with ``threads`` intra-op and ``inter_op`` (default: ``threads``)
+    inter-op threads (before any op)."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op or threads)
     return tf
 
 
@@ -113,8 +114,8 @@ def flow(latent: int = 32, transforms: int = 8):
 class Peer:
     """The peer's workloads, built once and timed on request."""
 
-    def __init__(self, threads: int) -> None:
-        self.tf = setup(threads)
+    def __init__(self, threads: int, inter_op: int | None = None) -> None:
+        self.tf = setup(threads, inter_op)
         self.nets: dict[str, object] = {}
         self.gen = None
 
@@ -173,10 +174,10 @@ def check_counts() -> dict[str, int]:
     return counts
 
 
-def serve(threads: int) -> None:
+def serve(threads: int, inter_op: int | None = None) -> None:
     """Answer JSON requests, one per line: ``{"op": "train"|"generate", ...}`` ->
     ``{"times": [...], "cpu": [...]}`` (wall and process CPU seconds per timed call)."""
-    peer = Peer(threads)
+    peer = Peer(threads, inter_op)
     import tensorflow as tf
 
     print(json.dumps({"ready": True, "tf": tf.__version__}), flush=True)
@@ -199,13 +200,15 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="check parameter counts and exit")
     ap.add_argument("--serve", action="store_true", help="answer timing requests on stdin")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--inter-op", type=int, default=None,
+                    help="TensorFlow inter-op threads (default: --threads)")
     args = ap.parse_args()
     if args.check:
         setup(args.threads)
         counts = check_counts()
         sys.exit(0 if all(counts[k] == PAPER_COUNTS[k] for k in counts) else 1)
     if args.serve:
-        serve(args.threads)
+        serve(args.threads, args.inter_op)
 
 
 if __name__ == "__main__":
