@@ -120,6 +120,40 @@ def ratio_interval(peer_times: list[float], our_times: list[float], level: float
     return float(lo), float(hi)
 
 
+def unpaired_interval(num_times: list[float], den_times: list[float], level: float = 0.9,
+                      draws: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """``level`` interval of median(num) / median(den) for two series timed at different
+    moments (two points of a run): each is resampled on its own."""
+    import numpy as np
+
+    num, den = np.asarray(num_times, float), np.asarray(den_times, float)
+    if num.size == 0 or den.size == 0:
+        raise ValueError("need times on both sides")
+    rng = np.random.default_rng(seed)
+    ratios = (np.median(num[rng.integers(0, num.size, size=(draws, num.size))], axis=1)
+              / np.median(den[rng.integers(0, den.size, size=(draws, den.size))], axis=1))
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(ratios, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def derived_intervals(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """90 % intervals of the derived shares, keyed as ``derived``: one galaxy over 100, and
+    the batch-2 CNN step per image over batch 14's (the points resampled independently)."""
+    out: dict[str, tuple[float, float]] = {}
+    gen = {r["items"]: r for r in rows if r["workload"].startswith("generate")}
+    cnn = {r["items"]: r for r in rows if r["workload"].startswith("CNN")}
+    for mode in rows[0]["modes"] if rows else ():
+        if 1 in gen and 100 in gen and "times" in gen[1]["modes"].get(mode, {}):
+            out[f"one galaxy's share of 100 ({mode})"] = unpaired_interval(
+                gen[1]["modes"][mode]["times"], gen[100]["modes"][mode]["times"])
+        if 2 in cnn and 14 in cnn and "times" in cnn[2]["modes"].get(mode, {}):
+            lo, hi = unpaired_interval(cnn[2]["modes"][mode]["times"],
+                                       cnn[14]["modes"][mode]["times"])
+            out[f"CNN batch-2 over batch-14 time per image ({mode})"] = (lo * 7, hi * 7)
+    return out
+
+
 def paired_stats(row: dict) -> dict[str, dict[str, float]]:
     """Per mode of a stored row: the ratio of medians, its 90 % paired-bootstrap interval
     and the median of the per-round ratios."""
@@ -434,7 +468,9 @@ def markdown(meta: dict, rows: list[dict], derived: dict) -> str:
             cells += [r["best_mode"], f"{r['best_ratio']:.2f}×"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines += [f"- {k}: {v:.3f}" for k, v in derived.items()]
+    spread = derived_intervals(rows)
+    lines += [f"- {k}: {v:.3f}" + (f" [90 % interval {spread[k][0]:.3f}, {spread[k][1]:.3f}]"
+                                   if k in spread else "") for k, v in derived.items()]
     if all("peer_times" in r and all("times" in m for m in r["modes"].values()) for r in rows):
         lines += [
             "",

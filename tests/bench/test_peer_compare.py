@@ -130,3 +130,29 @@ def test_stored_run_is_rewritten_with_its_intervals(tmp_path, monkeypatch):
     lo, hi = mod.ratio_interval(peer, eager)
     assert f"| CNN train step, batch 2 | 3.00× [{lo:.2f}, {hi:.2f}] | 2.00× | bf16 3.00×" in text
     assert "old table" not in text and text.endswith("**Note added after this run.** Kept.\n")
+
+
+def test_derived_shares_get_intervals_from_each_points_own_rounds():
+    """One galaxy's share of 100 and the batch-2 / batch-14 cost per image get intervals that
+    hold the stored value; a point timed without spread gives a zero-width interval."""
+    import statistics
+
+    mod = _module()
+
+    def row(workload, items, times):
+        return {"workload": workload, "items": items,
+                "modes": {"eager": {"s": sorted(times)[len(times) // 2], "times": times}}}
+
+    rows = [row("CNN train step, batch 2", 2, [0.02, 0.021, 0.019]),
+            row("CNN train step, batch 14", 14, [0.07, 0.07, 0.07]),
+            row("generate 1", 1, [0.007, 0.008, 0.0075, 0.0072]),
+            row("generate 100", 100, [0.3, 0.31, 0.29, 0.305])]
+    spread = mod.derived_intervals(rows)
+    lo, hi = spread["CNN batch-2 over batch-14 time per image (eager)"]
+    assert lo < (0.02 / 2) / (0.07 / 14) < hi and lo >= (0.019 / 2) / (0.07 / 14) - 1e-12
+    lo, hi = spread["one galaxy's share of 100 (eager)"]
+    point = statistics.median(rows[2]["modes"]["eager"]["times"]) / statistics.median(
+        rows[3]["modes"]["eager"]["times"])
+    assert 0.007 / 0.31 <= lo < point < hi <= 0.008 / 0.29
+    flat = [row("generate 1", 1, [0.01] * 3), row("generate 100", 100, [0.5] * 3)]
+    assert mod.derived_intervals(flat)["one galaxy's share of 100 (eager)"] == (0.02, 0.02)
