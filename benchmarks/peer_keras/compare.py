@@ -276,12 +276,17 @@ def main() -> None:
                     help="rewrite the tables (.md beside it) of this stored run; time nothing")
     args = ap.parse_args()
     if args.from_json:
-        stored = json.loads(Path(args.from_json).read_text())
+        try:
+            stored = json.loads(Path(args.from_json).read_text())
+            parts = stored["meta"], stored["rows"], stored["derived"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"error: {args.from_json} is not a stored comparison run "
+                             f"(a .json this script wrote): {e}") from None
         md = Path(args.from_json).with_suffix(".md")
         # notes added to the record by hand (paragraphs opening "**Note") are kept
         notes = [p for p in (md.read_text().split("\n\n") if md.exists() else [])
                  if p.startswith("**Note")]
-        text = markdown(stored["meta"], stored["rows"], stored["derived"])
+        text = markdown(*parts)
         md.write_text("\n\n".join([text.rstrip("\n"), *(n.rstrip("\n") for n in notes)]) + "\n")
         print(f"wrote {md}")
         return

@@ -156,3 +156,19 @@ def test_derived_shares_get_intervals_from_each_points_own_rounds():
     assert 0.007 / 0.31 <= lo < point < hi <= 0.008 / 0.29
     flat = [row("generate 1", 1, [0.01] * 3), row("generate 100", 100, [0.5] * 3)]
     assert mod.derived_intervals(flat)["one galaxy's share of 100 (eager)"] == (0.02, 0.02)
+
+
+def test_from_json_refuses_what_is_not_a_stored_run(tmp_path, monkeypatch, capsys):
+    """A missing file or a JSON of another kind: a one-line error, no traceback."""
+    import sys
+
+    import pytest
+
+    mod = _module()
+    other = tmp_path / "other.json"
+    other.write_text('{"rows": []}')
+    for path in (tmp_path / "missing.json", other):
+        monkeypatch.setattr(sys, "argv", ["compare.py", "--from-json", str(path)])
+        with pytest.raises(SystemExit, match="is not a stored comparison run"):
+            mod.main()
+    assert not (tmp_path / "other.md").exists()
