@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from cosmobench.bench.env import cpu_model, load_average
 from cosmobench.bench.peak import measure_roofline
+from cosmobench.bench.workloads import count_flops
 from cosmobench.generate.sampler import GalaxySampler
 from cosmobench.models import VAE, BandNormalizer, FlowConfig, LatentFlow, VAEConfig
 from cosmobench.models.deconv import PhaseConv
@@ -61,9 +61,9 @@ def paper_flops(decoder: torch.nn.Module, z: torch.Tensor) -> list[float]:
     out, x = [], z
     with torch.inference_mode():
         for layer in decoder:
-            with FlopCounterMode(display=False) as count:
-                x = layer(x)
-            out.append(float(count.get_total_flops()))
+            y: list[torch.Tensor] = []  # the counted call's output, the next layer's input
+            out.append(count_flops(lambda f=layer, i=x, o=y: o.append(f(i))) or 0.0)
+            x = y[0]
     return out
 
 

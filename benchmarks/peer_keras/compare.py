@@ -46,7 +46,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -114,10 +116,7 @@ def ratio_interval(peer_times: list[float], our_times: list[float], level: float
     if peer.shape != ours.shape or peer.size == 0:
         raise ValueError(f"need paired rounds; got {peer.size} and {ours.size} times")
     idx = np.random.default_rng(seed).integers(0, peer.size, size=(draws, peer.size))
-    ratios = np.median(peer[idx], axis=1) / np.median(ours[idx], axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(ratios, [tail, 100 - tail])
-    return float(lo), float(hi)
+    return _central(np.median(peer[idx], axis=1) / np.median(ours[idx], axis=1), level)
 
 
 def unpaired_interval(num_times: list[float], den_times: list[float], level: float = 0.9,
@@ -130,27 +129,42 @@ def unpaired_interval(num_times: list[float], den_times: list[float], level: flo
     if num.size == 0 or den.size == 0:
         raise ValueError("need times on both sides")
     rng = np.random.default_rng(seed)
-    ratios = (np.median(num[rng.integers(0, num.size, size=(draws, num.size))], axis=1)
-              / np.median(den[rng.integers(0, den.size, size=(draws, den.size))], axis=1))
+    return _central(np.median(num[rng.integers(0, num.size, size=(draws, num.size))], axis=1)
+                    / np.median(den[rng.integers(0, den.size, size=(draws, den.size))], axis=1),
+                    level)
+
+
+def _central(ratios: Any, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap ``ratios`` (percentile method)."""
+    import numpy as np
+
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(ratios, [tail, 100 - tail])
     return float(lo), float(hi)
 
 
-def derived_intervals(rows: list[dict]) -> dict[str, tuple[float, float]]:
-    """90 % intervals of the derived shares, keyed as ``derived``: one galaxy over 100, and
-    the batch-2 CNN step per image over batch 14's (the points resampled independently)."""
-    out: dict[str, tuple[float, float]] = {}
+def derived_pairs(rows: list[dict]) -> Iterator[tuple[str, str, dict, dict, float]]:
+    """Each derived share of a run, per mode: ``(name, mode, numerator point, denominator
+    point, scale)``, the share being scale × numerator time / denominator time: one galaxy's
+    time over 100 galaxies', and a batch-2 CNN step's time per image over batch 14's."""
     gen = {r["items"]: r for r in rows if r["workload"].startswith("generate")}
     cnn = {r["items"]: r for r in rows if r["workload"].startswith("CNN")}
     for mode in rows[0]["modes"] if rows else ():
-        if 1 in gen and 100 in gen and "times" in gen[1]["modes"].get(mode, {}):
-            out[f"one galaxy's share of 100 ({mode})"] = unpaired_interval(
-                gen[1]["modes"][mode]["times"], gen[100]["modes"][mode]["times"])
-        if 2 in cnn and 14 in cnn and "times" in cnn[2]["modes"].get(mode, {}):
-            lo, hi = unpaired_interval(cnn[2]["modes"][mode]["times"],
-                                       cnn[14]["modes"][mode]["times"])
-            out[f"CNN batch-2 over batch-14 time per image ({mode})"] = (lo * 7, hi * 7)
+        if 1 in gen and 100 in gen:
+            yield f"one galaxy's share of 100 ({mode})", mode, gen[1], gen[100], 1.0
+        if 2 in cnn and 14 in cnn:
+            yield (f"CNN batch-2 over batch-14 time per image ({mode})", mode, cnn[2], cnn[14],
+                   14 / 2)
+
+
+def derived_intervals(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """90 % intervals of the derived shares (:func:`derived_pairs`), keyed as ``derived``;
+    the two points were timed minutes apart, so each is resampled on its own."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, mode, num, den, scale in derived_pairs(rows):
+        if "times" in num["modes"][mode] and "times" in den["modes"][mode]:
+            lo, hi = unpaired_interval(num["modes"][mode]["times"], den["modes"][mode]["times"])
+            out[name] = (lo * scale, hi * scale)
     return out
 
 
@@ -351,16 +365,10 @@ def main() -> None:
         peer.close()
 
     roofline = None if args.no_roofline else ceilings(rows, modes, args)
-    derived = {}
-    for mode in modes:
-        gen = {r["items"]: r["modes"][mode]["s"] for r in rows if "generate" in r["workload"]}
-        cnn = {r["items"]: r["modes"][mode]["s"] for r in rows if r["workload"].startswith("CNN")}
-        if 1 in gen and 100 in gen:
-            derived[f"one galaxy's share of 100 ({mode})"] = gen[1] / gen[100]
-        if 2 in cnn and 14 in cnn:
-            derived[f"CNN batch-2 over batch-14 time per image ({mode})"] = (cnn[2] / 2) / (
-                cnn[14] / 14
-            )
+    derived = {
+        name: scale * num["modes"][mode]["s"] / den["modes"][mode]["s"]
+        for name, mode, num, den, scale in derived_pairs(rows)
+    }
     meta = {
         "command": " ".join(sys.argv),
         "cpu": cpu_model(),
