@@ -26,6 +26,21 @@ from compare import RESULTS, PeerServer
 from cosmobench.bench.env import cpu_model, load_average
 
 
+def parse(inter_ops: str, points: str) -> tuple[list[int], list[tuple[str, int]]]:
+    """``--inter-ops`` and ``--points`` as lists; a one-line error for anything else."""
+    try:
+        settings = [int(s) for s in inter_ops.split(",")]
+        pairs = [(net, int(batch)) for net, batch in (p.split(":") for p in points.split(","))]
+    except ValueError:
+        raise SystemExit(f"error: --inter-ops takes integers (1,2) and --points net:batch "
+                         f"pairs (cnn:2,bnn:8); got {inter_ops!r} and {points!r}") from None
+    if len(set(settings)) < 2 or min(settings) < 1:
+        raise SystemExit(f"error: --inter-ops needs two or more settings >= 1; got {inter_ops!r}")
+    if any(net not in ("cnn", "bnn") or batch < 1 for net, batch in pairs):
+        raise SystemExit(f"error: --points nets are cnn or bnn, batches >= 1; got {points!r}")
+    return settings, pairs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peer-python", default="/work/peer-venv/bin/python")
@@ -35,14 +50,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--out", default=str(RESULTS / "peer_threads.md"))
     args = ap.parse_args()
-    settings = [int(s) for s in args.inter_ops.split(",")]
+    settings, points = parse(args.inter_ops, args.points)
     start = load_average()
     peers = {k: PeerServer(args.peer_python, args.threads, k) for k in settings}
     rows = []
     try:
-        for point in args.points.split(","):
-            net, batch = point.split(":")
-            req = {"op": "train", "net": net, "batch": int(batch)}
+        for net, batch in points:
+            req = {"op": "train", "net": net, "batch": batch}
             for p in peers.values():
                 p.ask(**req, warmup=2, repeats=0)
             times: dict[int, list[float]] = {k: [] for k in settings}

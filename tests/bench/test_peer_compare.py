@@ -172,3 +172,20 @@ def test_from_json_refuses_what_is_not_a_stored_run(tmp_path, monkeypatch, capsy
         with pytest.raises(SystemExit, match="is not a stored comparison run"):
             mod.main()
     assert not (tmp_path / "other.md").exists()
+
+
+def test_peer_threads_options_get_one_line_errors(monkeypatch):
+    """``peer_threads.py`` reads its settings and points, and refuses bad ones in one line."""
+    import sys
+
+    import pytest
+
+    monkeypatch.setitem(sys.modules, "compare", _module())  # what it imports from beside it
+    spec = importlib.util.spec_from_file_location("peer_threads", SCRIPT.parent / "peer_threads.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.parse("1,2", "cnn:2,bnn:8") == ([1, 2], [("cnn", 2), ("bnn", 8)])
+    for inter_ops, points in (("1,x", "cnn:2"), ("1,2", "cnn2"), ("2", "cnn:2"),
+                              ("0,2", "cnn:2"), ("1,2", "vae:2"), ("1,2", "cnn:0")):
+        with pytest.raises(SystemExit, match="^error: --"):
+            mod.parse(inter_ops, points)
