@@ -37,7 +37,7 @@ pass runs a prefix of it, but still costs far less than the 32 passes (on 2 Zen 
 batch of 100–256 takes about half the time of the passes with the paper's flow, and as much
 with the strongly chained one, whose sweeps reach the limit). A transform that has not
 settled after ``max_sweeps`` falls back to the sequential passes, which bounds the worst
-case.
+case. The sweeps, like the passes, write into buffers allocated once per batch size.
 The univariate transform is zuko's ``MonotonicAffineTransform``: with raw network outputs
 ``(b, a)``, ``log s = a / (1 + |a / log(slope)|)`` (a soft clip to ``|log s| < -log slope``)
 and the inverse is ``x = (y - b) / exp(log s)``.
