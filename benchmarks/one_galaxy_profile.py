@@ -5,9 +5,10 @@ time of ``sampler(1)`` and ``sampler(100)``, interleaved, with the inference dec
 runs (oneDNN-prepacked weights, the sub-pixel form of the stride-2 layers for one galaxy:
 ``cosmobench.models.onednn``, ``cosmobench.models.deconv``) and, in the same rounds, as it
 ran before them (plain operators, four phase convolutions at every batch); then the pieces
-of one galaxy —
-the base noise, the flow's latent (Jacobi sweeps), every layer of the batch-1 decoder in
-sequence, and the tail (sigmoid, clamp, inverse normalisation) — beside the same decoder
+of one galaxy — the base noise, the flow's latent (Jacobi sweeps), and the decoder with its
+tail (sigmoid, clamp, inverse normalisation) — each repeated back to back and each right
+after 100 galaxies (as one galaxy runs in the rounds: its weights no longer in cache); then
+every layer of the batch-1 decoder in sequence, beside the same decoder
 layers' cost per galaxy in a batch of 32, with each layer's rate in GFLOP/s against this
 CPU's roofline in that precision (``cosmobench.bench.peak.measure_roofline``, measured after
 the timing). A layer's FLOPs are those of the paper's layer it stands for (the VAE's own
@@ -67,10 +68,15 @@ def paper_flops(decoder: torch.nn.Module, z: torch.Tensor) -> list[float]:
     return out
 
 
-def median_s(fn: Callable[[], object], repeats: int) -> float:
+def median_s(
+    fn: Callable[[], object], repeats: int, before: Callable[[], object] | None = None
+) -> float:
+    """Median seconds of ``fn``, each call right after ``before`` (untimed) when given."""
     fn()
     out = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
@@ -123,12 +129,16 @@ def main() -> None:
         eps = sampler.noise(1, seed=0)
         z = sampler.latents(eps)
         r = args.repeats
-        pieces = {
-            "base noise (per-galaxy seed)": median_s(lambda: sampler.noise(1, seed=0), r),
-            "flow latent (Jacobi sweeps)": median_s(lambda: sampler.latents(eps), r),
-            "decoder and tail (sampler.decode)": median_s(lambda: sampler.decode(z), r),
+        calls = {
+            "base noise (per-galaxy seed)": lambda: sampler.noise(1, seed=0),
+            "flow latent (Jacobi sweeps)": lambda: sampler.latents(eps),
+            "decoder and tail (sampler.decode)": lambda: sampler.decode(z),
         }
-        sweeps = list(sampler.maf.last_sweeps)
+        pieces = {name: median_s(fn, r) for name, fn in calls.items()}
+        sweeps = list(sampler.maf.last_sweeps)  # one galaxy's (the last flow call's)
+        # the same pieces each timed right after 100 galaxies, as one galaxy is in the rounds
+        # above: the caches then hold the last batch's activations, not this piece's weights
+        after = {name: median_s(fn, r, lambda: sampler(100, seed=0)) for name, fn in calls.items()}
         plain = sampler._plain_decoder or vae.decoder
         dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32  # the decoder's
         one_layers = layer_times(plain, z.to(dtype), args.repeats)
@@ -161,8 +171,12 @@ def main() -> None:
         f"- speed-up, before ÷ now: one galaxy **{t1['before'] / t1['now']:.2f}×**, "
         f"100 galaxies {t100['before'] / t100['now']:.2f}×",
         "",
-        "The pieces of one galaxy (the decoder as it runs, each piece repeated):", "",
-        *(f"- {name}: {s * 1e3:.2f} ms" for name, s in pieces.items()),
+        "The pieces of one galaxy (the decoder as it runs), each repeated back to back, and "
+        "each timed right after 100 galaxies (cold caches, as in the rounds above):", "",
+        *(f"- {name}: {s * 1e3:.2f} ms repeated, {after[name] * 1e3:.2f} ms after 100"
+          for name, s in pieces.items()),
+        f"- sum: {sum(pieces.values()) * 1e3:.2f} ms repeated, "
+        f"{sum(after.values()) * 1e3:.2f} ms after 100",
         f"- flow sweeps per transform: {' '.join(map(str, sweeps))}", "",
         "The sampler's decoder as it runs (plain prepacked convolutions, frozen PReLUs), layer "
         "by layer in sequence: one galaxy, and per galaxy of a batch of 32; the rates count "
