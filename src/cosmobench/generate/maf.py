@@ -224,7 +224,7 @@ class _Buffers:
         # a Jacobi sweep's activations (every unit of each hidden layer, one contiguous
         # (batch, width) view per transform), its outputs (shifts, raw scales) and its scales,
         # written in place: at batch 1 a sweep is a dozen small operators, and allocating
-        # their outputs made the latent of one galaxy 1.2x slower (2 Zen 4 cores, ad hoc)
+        # their outputs made the latent of one galaxy 1.15-1.2x slower (2 Zen 4 cores, ad hoc)
         full = [[layer.b_in.shape[0], *(b.shape[0] for _, b in layer.hidden)]
                 for layer in maf.layers]
         sweep_flat = [flat(max(f[i] for f in full)) for i in range(depth)]
