@@ -41,7 +41,8 @@ LR_SCHEDULES = ("constant", "cosine")
 #: How the step runs (``cosmobench.bench.modes.mode_step``, what the benchmark times).
 STEP_MODES = ("eager", "compile", "cudagraph", "compile+cudagraph")
 #: Fields that may change when a run is resumed; any other change is refused.
-RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit", "loader_workers")
+RESUMABLE_CHANGES = ("epochs", "patience", "device", "time_limit", "loader_workers",
+                     "threads")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +102,15 @@ class TrainConfig(Config):
             one: 0 on a CPU run whose torch threads take every core (a loader process
             would preempt an OpenMP thread and stall the step's barriers), else 1
             (:func:`cosmobench.train.stream.auto_loader_workers`).
+        threads: torch's threads for a CPU run: 0 (the default) keeps torch's own count
+            (one per core), N sets N, and -1 chooses: a few steps of this run's own eager
+            step (a copy of its model, on its first batch) are timed at one thread and at
+            every core this process may use, interleaved
+            (:func:`cosmobench.train.probe.time_threads`), and the run trains with the
+            faster. At the paper's batches of 2–14 one thread can beat two when another job
+            shares the cores, since the threads of an oversubscribed pool wait on each
+            other. The count chosen is recorded (``config.json``, with the rates) and kept
+            on ``--resume``; a different count changes the last bits of the results.
     """
 
     data: str = ""
@@ -122,6 +132,7 @@ class TrainConfig(Config):
     data_mode: str = "auto"
     shuffle_buffer: int = 4096
     loader_workers: int = -1
+    threads: int = 0
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)
@@ -140,6 +151,11 @@ class TrainConfig(Config):
             raise CosmobenchError(
                 f"loader workers must be an integer >= 0, or -1 to choose; got "
                 f"{self.loader_workers!r}"
+            )
+        if self.threads < -1 or int(self.threads) != self.threads:
+            raise CosmobenchError(
+                f"threads must be an integer >= 1, 0 for torch's own count or -1 to choose; "
+                f"got {self.threads!r}"
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise CosmobenchError(

@@ -93,10 +93,12 @@ def fit(
     info = init_distributed(cfg.device)
     if cfg.loader_workers < 0:  # chosen here, and recorded, for this machine
         cfg = cfg.replace(loader_workers=auto_loader_workers(info.device))
+    threads = torch.get_num_threads()  # the run may set its own; restored after it
     try:
         return _Trainer(task, cfg, Path(out), info, progress=progress and info.is_main
                         ).run(resume)
     finally:
+        torch.set_num_threads(threads)
         shutdown(info)
 
 
@@ -141,6 +143,7 @@ class _Trainer:
                  progress: bool) -> None:
         self.task, self.cfg, self.out, self.info = task, cfg, out, info
         self.progress = progress
+        self.threads_probe: dict[str, Any] | None = None  # set by _set_threads when measured
         from rich.console import Console
 
         self.console = Console(stderr=True, quiet=not info.is_main, soft_wrap=True)
@@ -208,6 +211,7 @@ class _Trainer:
         if ckpt is not None and ckpt["data_id"] != data_id:
             raise CosmobenchError(f"the data set {cfg.data} differs from the one {self.out} "
                                   "was trained on; start a new run with another --out")
+        cfg = self._set_threads(train)
         torch.manual_seed(derive_seed(cfg.seed, _INIT))
         model = task.build_model().to(info.device)
         graphed = "cudagraph" in cfg.mode
@@ -266,6 +270,39 @@ class _Trainer:
             self._finish(st)
         barrier()
         return self.out
+
+    def _set_threads(self, train: Split) -> TrainConfig:
+        """Set torch's threads for a CPU run (``cfg.threads``); -1: time this run's eager
+        step at one thread and at every usable core and take the faster, recorded in the
+        config. The timing trains a copy of the model and leaves the RNG as it found it,
+        so the run is the same as one given the chosen count."""
+        cfg, info = self.cfg, self.info
+        if cfg.threads == 0 or info.device.type != "cpu":
+            return cfg
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+            return cfg
+        if info.distributed:
+            raise CosmobenchError("--threads -1 times one process; under torchrun give each "
+                                  "process a count (--threads N)")
+        from cosmobench.train.probe import time_threads, usable_cores
+
+        rng = get_rng()
+        model = self.task.build_model().to(info.device)
+        step = make_train_step(model, make_optimizer(model, cfg.lr), n_train=len(train),
+                               precision=cfg.precision)
+        x, y = train.batch(torch.arange(min(cfg.batch_size, len(train))), info.device)
+        rates = time_threads(lambda: step(x, y), (1, usable_cores()))
+        set_rng(rng)
+        best = max(rates, key=rates.get)
+        torch.set_num_threads(best)
+        self.threads_probe = {"chosen": best, "batch": len(x), "precision": cfg.precision,
+                              "steps_per_s": {str(k): round(v, 3) for k, v in rates.items()}}
+        rate_text = ", ".join(f"{k} thread{'s' * (k > 1)} {v:.1f}" for k, v in rates.items())
+        self.console.print(f"threads: {best} (eager steps/s at batch {len(x)}: {rate_text})",
+                           highlight=False)
+        self.cfg = cfg.replace(threads=best)
+        return self.cfg
 
     def _scheduler(self, opt: torch.optim.Optimizer, train: Split) -> Any:
         """The per-step learning-rate schedule (``None`` for a constant or plateau rate)."""
@@ -379,6 +416,7 @@ class _Trainer:
             "data": {"path": str(Path(self.cfg.data).resolve()), "n_train": n_train,
                      "n_val": n_val, "id": data_id, **self.task.report},
             "world_size": self.info.world,
+            "threads": {"count": torch.get_num_threads(), "probe": self.threads_probe},
             "versions": {"cosmobench": __version__, "torch": torch.__version__},
             "command": " ".join(sys.argv),
         }

@@ -1,8 +1,12 @@
 """Short measurements that choose how to train on this machine, before a long run.
 
-* :func:`fastest_threads` -- torch threads: whichever of 1 and all cores makes eager CNN
-  training steps faster right now (on a loaded machine one thread often wins, since the
-  threads of an oversubscribed pool wait on each other);
+* :func:`time_threads` -- how fast a training step runs at each of several torch thread
+  counts, timed in interleaved rounds (so that a drift of a shared machine's speed hits
+  every count alike); ``cosmobench train --threads -1`` trains with the faster of one
+  thread and every core, ``benchmarks/threads.py`` tabulates it for the paper's networks;
+* :func:`fastest_threads` -- the same choice for the paper's CNN, eager (on a loaded
+  machine one thread often wins, since the threads of an oversubscribed pool wait on each
+  other);
 * :func:`bf16_check` -- does bf16 autocast leave the CNN's loss unchanged, and is it faster?
   Mixed precision (Micikevicius et al. 2018, arXiv:1710.03740; bf16: Kalamkar et al. 2019,
   arXiv:1905.12322) is taken only when both hold.
@@ -14,40 +18,77 @@ from __future__ import annotations
 
 import copy
 import os
+import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["bf16_check", "fastest_threads"]
+__all__ = ["bf16_check", "fastest_threads", "time_threads", "usable_cores"]
 
 
-def _steps_per_s(threads: int, batch: int, precision: str = "fp32", steps: int = 3) -> float:
-    from cosmobench.models import build_model
-    from cosmobench.train.step import make_optimizer, make_train_step
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity masks (macOS, Windows)
+        return os.cpu_count() or 1
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    net = build_model("cnn", {})
-    step = make_train_step(net, make_optimizer(net), n_train=1000, precision=precision)
-    x, y = torch.randn(batch, 6, 64, 64), 0.3 * torch.randn(batch, 3)
-    step(x, y)
-    t0 = time.monotonic()
-    for _ in range(steps):
-        step(x, y)
-    return steps / (time.monotonic() - t0)
+
+def time_threads(
+    step: Callable[[], object],
+    counts: Sequence[int],
+    *,
+    rounds: int = 3,
+    steps: int = 2,
+) -> dict[int, float]:
+    """Steps per second of ``step`` at each torch thread count of ``counts``.
+
+    One untimed call per count first (one-off work: oneDNN primitives, allocator pools),
+    then ``rounds`` rounds, each timing ``steps`` calls at every count in turn, the order
+    reversed every other round; a count's rate is from its median call. Torch's thread
+    count is restored afterwards. ``step`` must tolerate being called repeatedly (a copy
+    of the model, not the one being trained: the calls train it).
+    """
+    counts = sorted({int(c) for c in counts})
+    if not counts or counts[0] < 1:
+        raise ValueError(f"thread counts must be >= 1; got {list(counts)}")
+    before = torch.get_num_threads()
+    times: dict[int, list[float]] = {c: [] for c in counts}
+    try:
+        for c in counts:
+            torch.set_num_threads(c)
+            step()
+        for r in range(rounds):
+            for c in counts if r % 2 == 0 else counts[::-1]:
+                torch.set_num_threads(c)
+                for _ in range(steps):
+                    t0 = time.perf_counter()
+                    step()
+                    times[c].append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return {c: 1.0 / statistics.median(t) for c, t in times.items()}
 
 
 def fastest_threads(batch_size: int, threads: int = 0) -> dict[str, Any]:
-    """Set torch's thread count: ``threads`` if given, else whichever of 1 and all cores
-    steps the CNN (eager, ``batch_size`` images) faster; returns what was chosen and how."""
-    cores = os.cpu_count() or 1
+    """Set torch's thread count: ``threads`` if given, else whichever of 1 and every usable
+    core steps the paper's CNN (eager fp32, ``batch_size`` images) faster
+    (:func:`time_threads`); returns what was chosen and how."""
+    from cosmobench.models import build_model
+    from cosmobench.train.step import make_optimizer, make_train_step
+
     if threads:
         torch.set_num_threads(threads)
         return {"threads": threads, "how": "--threads"}
-    rates = {t: _steps_per_s(t, batch_size) for t in sorted({1, cores})}
+    torch.manual_seed(0)
+    net = build_model("cnn", {})
+    step = make_train_step(net, make_optimizer(net), n_train=1000)
+    x, y = torch.randn(batch_size, 6, 64, 64), 0.3 * torch.randn(batch_size, 3)
+    rates = time_threads(lambda: step(x, y), (1, usable_cores()))
     best = max(rates, key=rates.get)
     torch.set_num_threads(best)
     return {
