@@ -7,6 +7,25 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parents[1]  # the repository
+
+
+def _load_script(path: str | Path, name: str | None = None):
+    """A script of the repository (``benchmarks/...``: not a package) imported as a module;
+    ``path`` is absolute or relative to the repository root."""
+    import importlib.util
+
+    path = ROOT / path
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(path, name=None)``: a repository script imported as a module."""
+    return _load_script
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,17 +4,9 @@ of a machine whose speed drifts."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "peer_keras" / "compare.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("peer_compare", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class FakePeer:
@@ -26,8 +18,8 @@ class FakePeer:
         return [0.5], [0.25]
 
 
-def test_rounds_alternate_one_peer_call_and_one_call_per_mode():
-    mod = _module()
+def test_rounds_alternate_one_peer_call_and_one_call_per_mode(load_script):
+    mod = load_script(SCRIPT, "peer_compare")
     log: list = []
     ours = {"eager": lambda: log.append("eager"), "bf16": lambda: log.append("bf16")}
     request = {"op": "train", "net": "cnn", "batch": 4}
@@ -40,13 +32,13 @@ def test_rounds_alternate_one_peer_call_and_one_call_per_mode():
         assert len(wall) == len(cpu) == 3 and all(t >= 0 for t in wall)
 
 
-def test_ceilings_divide_the_peers_time_by_the_flops_at_the_roofline(monkeypatch):
+def test_ceilings_divide_the_peers_time_by_the_flops_at_the_roofline(monkeypatch, load_script):
     """The ceiling is peer time x roofline / FLOPs, per precision, and the table shows it."""
     import argparse
 
     import cosmobench.bench.peak as peak
 
-    mod = _module()
+    mod = load_script(SCRIPT, "peer_compare")
     roof = {"fp32": 100e9, "bf16": 400e9}
     monkeypatch.setattr(peak, "measure_roofline", lambda dev, p: {
         "flops_per_s": roof[p], "kernel": "mm1024", "kernels": {"mm1024": roof[p]},
@@ -70,10 +62,10 @@ def test_ceilings_divide_the_peers_time_by_the_flops_at_the_roofline(monkeypatch
     assert "| CNN train step, batch 2 | 2.00 | 40% | 50% | 2.50× | 10.00× |" in text
 
 
-def test_point_flops_are_counted_on_cosmobenchs_own_calls():
+def test_point_flops_are_counted_on_cosmobenchs_own_calls(load_script):
     """Training FLOPs grow with the batch in proportion; generation is n times a galaxy's
     FLOPs through the paper's layers, fewer than the sampler's recast decoder counts."""
-    mod = _module()
+    mod = load_script(SCRIPT, "peer_compare")
     b2, b4 = (mod.point_flops("CNN train step, batch 2", b) for b in (2, 4))
     assert b2 > 1e9 and abs(b4 / b2 - 2) < 1e-6
     assert mod.point_flops("BNN train step, batch 2", 2) > b2 * 0.9  # same convolutions
@@ -85,13 +77,13 @@ def test_point_flops_are_counted_on_cosmobenchs_own_calls():
     assert 0.95 * recast < one < recast  # the transposed convolutions' count, not the recast's
 
 
-def test_ratio_interval_is_paired_over_rounds():
+def test_ratio_interval_is_paired_over_rounds(load_script):
     """A drift shared by both calls of a round cancels (the pairs are resampled together):
     a peer always twice as slow gives exactly [2, 2] however much the machine drifts; noise
     of one side alone widens the interval around the ratio of medians."""
     import numpy as np
 
-    mod = _module()
+    mod = load_script(SCRIPT, "peer_compare")
     drift = np.random.default_rng(1).uniform(1.0, 3.0, size=15)
     assert mod.ratio_interval(list(2 * drift), list(drift)) == (2.0, 2.0)
     noisy = list(2 * np.random.default_rng(2).uniform(0.8, 1.2, size=15))
@@ -105,12 +97,12 @@ def test_ratio_interval_is_paired_over_rounds():
         mod.ratio_interval([1.0, 2.0], [1.0])
 
 
-def test_stored_run_is_rewritten_with_its_intervals(tmp_path, monkeypatch):
+def test_stored_run_is_rewritten_with_its_intervals(tmp_path, monkeypatch, load_script):
     """``--from-json`` rewrites a stored run's tables, the intervals included, timing nothing."""
     import json
     import sys
 
-    mod = _module()
+    mod = load_script(SCRIPT, "peer_compare")
     peer, eager, bf16 = [0.30, 0.20, 0.40], [0.10, 0.10, 0.20], [0.05, 0.10, 0.10]
     row = {"workload": "CNN train step, batch 2", "items": 2, "peer_s": 0.30,
            "cosmobench_s": 0.10, "ratio": 3.0, "cpu_ratio": 1.0, "peer_times": peer,
@@ -132,12 +124,12 @@ def test_stored_run_is_rewritten_with_its_intervals(tmp_path, monkeypatch):
     assert "old table" not in text and text.endswith("**Note added after this run.** Kept.\n")
 
 
-def test_derived_shares_get_intervals_from_each_points_own_rounds():
+def test_derived_shares_get_intervals_from_each_points_own_rounds(load_script):
     """One galaxy's share of 100 and the batch-2 / batch-14 cost per image get intervals that
     hold the stored value; a point timed without spread gives a zero-width interval."""
     import statistics
 
-    mod = _module()
+    mod = load_script(SCRIPT, "peer_compare")
 
     def row(workload, items, times):
         return {"workload": workload, "items": items,
@@ -158,13 +150,13 @@ def test_derived_shares_get_intervals_from_each_points_own_rounds():
     assert mod.derived_intervals(flat)["one galaxy's share of 100 (eager)"] == (0.02, 0.02)
 
 
-def test_from_json_refuses_what_is_not_a_stored_run(tmp_path, monkeypatch, capsys):
+def test_from_json_refuses_what_is_not_a_stored_run(tmp_path, monkeypatch, capsys, load_script):
     """A missing file or a JSON of another kind: a one-line error, no traceback."""
     import sys
 
     import pytest
 
-    mod = _module()
+    mod = load_script(SCRIPT, "peer_compare")
     other = tmp_path / "other.json"
     other.write_text('{"rows": []}')
     for path in (tmp_path / "missing.json", other):
@@ -174,16 +166,15 @@ def test_from_json_refuses_what_is_not_a_stored_run(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "other.md").exists()
 
 
-def test_peer_threads_options_get_one_line_errors(monkeypatch):
+def test_peer_threads_options_get_one_line_errors(monkeypatch, load_script):
     """``peer_threads.py`` reads its settings and points, and refuses bad ones in one line."""
     import sys
 
     import pytest
 
-    monkeypatch.setitem(sys.modules, "compare", _module())  # what it imports from beside it
-    spec = importlib.util.spec_from_file_location("peer_threads", SCRIPT.parent / "peer_threads.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    # what it imports from beside it
+    monkeypatch.setitem(sys.modules, "compare", load_script(SCRIPT, "peer_compare"))
+    mod = load_script(SCRIPT.parent / "peer_threads.py")
     assert mod.parse("1,2", "cnn:2,bnn:8") == ([1, 2], [("cnn", 2), ("bnn", 8)])
     for inter_ops, points in (("1,x", "cnn:2"), ("1,2", "cnn2"), ("2", "cnn:2"),
                               ("0,2", "cnn:2"), ("1,2", "vae:2"), ("1,2", "cnn:0")):

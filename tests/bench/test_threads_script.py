@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "threads.py"
+SCRIPT = "benchmarks/threads.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("threads_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_writes_one_row_per_point_with_the_faster_count(tmp_path, monkeypatch):
-    mod = _module()
+def test_writes_one_row_per_point_with_the_faster_count(tmp_path, monkeypatch, load_script):
+    mod = load_script(SCRIPT)
     monkeypatch.setattr(mod, "usable_cores", lambda: 2)
     timed = []
 
@@ -39,15 +30,15 @@ def test_writes_one_row_per_point_with_the_faster_count(tmp_path, monkeypatch):
         ("cnn", 2, 2), ("cnn", 14, 2), ("bnn", 2, 1), ("bnn", 14, 1)]
 
 
-def test_times_the_real_step(tmp_path):
+def test_times_the_real_step(load_script):
     """One real point (the paper's CNN at batch 2): both counts timed, rates positive."""
-    mod = _module()
+    mod = load_script(SCRIPT)
     rates = mod.point("cnn", 2, "fp32", (1, 2), rounds=1, steps=1)
     assert set(rates) == {1, 2} and all(r > 0 for r in rates.values())
 
 
 @pytest.mark.parametrize("nets,batches", [("cnn,vae", "2"), ("cnn", "2,x"), ("cnn", "0"),
                                           ("", "2")])
-def test_bad_options_are_one_line_errors(nets, batches):
+def test_bad_options_are_one_line_errors(nets, batches, load_script):
     with pytest.raises(SystemExit, match="^error: --(nets|batch-sizes) takes"):
-        _module().parse(nets, batches)
+        load_script(SCRIPT).parse(nets, batches)

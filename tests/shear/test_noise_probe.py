@@ -1,6 +1,5 @@
 """``benchmarks/shear_noise_probe.py`` at a toy size: it measures what it says."""
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -13,13 +12,12 @@ from cosmobench.train import TrainConfig, fit, load_run, make_task
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "shear_noise_probe.py"
 
 
-def test_noise_probe_reports_the_networks_own_means_and_paired_shifts(shear_store, tmp_path):
+def test_noise_probe_reports_the_networks_own_means_and_paired_shifts(shear_store, tmp_path,
+                                                                      load_script):
     run = tmp_path / "cnn"
     fit(make_task("cnn"), str(shear_store), TrainConfig(epochs=1, batch_size=8), run,
         progress=False)  # fmt: skip
-    spec = importlib.util.spec_from_file_location("probe", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script(SCRIPT, "probe")
     out = tmp_path / "probe.md"
     mod.main(["--store", str(shear_store), "--run", str(run), "--n", "16", "--out", str(out),
               "--threads", "1"])  # fmt: skip

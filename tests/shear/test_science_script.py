@@ -1,6 +1,5 @@
 """``benchmarks/shear_science.py`` end to end at a toy size (the script, not its numbers)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,15 +8,8 @@ import pytest
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "shear_science.py"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("shear_science", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_stage_times_keep_the_time_of_the_run_that_did_the_work(tmp_path):
-    mod = _script()
+def test_stage_times_keep_the_time_of_the_run_that_did_the_work(tmp_path, load_script):
+    mod = load_script(SCRIPT)
     path = tmp_path / "t.json"
     path.write_text('{"simulate": null}')
     times = mod.StageTimes(path)
@@ -32,8 +24,8 @@ def test_stage_times_keep_the_time_of_the_run_that_did_the_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_shear_science_script_runs_every_stage(tmp_path):
-    mod = _script()
+def test_shear_science_script_runs_every_stage(tmp_path, load_script):
+    mod = load_script(SCRIPT)
     args = ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"),
             "--n-train", "40", "--n-shear", "6", "--metacal-galaxies", "2",
             "--epochs", "1", "1", "--batch-size", "8", "--samples", "1",
