@@ -90,3 +90,21 @@ def test_a_given_count_is_set_for_the_run(tmp_path, write_store):
         tmp_path / "run", progress=False)
     rec = json.loads((tmp_path / "run" / "config.json").read_text())
     assert rec["threads"] == {"count": 2, "probe": None}
+
+
+def test_fastest_threads_sets_the_given_or_the_faster_count(monkeypatch):
+    """``fastest_threads`` (the shape science script's choice, on the paper's CNN)."""
+    before = torch.get_num_threads()
+    try:
+        assert probe.fastest_threads(2, threads=3) == {"threads": 3, "how": "--threads"}
+        assert torch.get_num_threads() == 3
+        monkeypatch.setattr(probe, "usable_cores", lambda: 2)
+        timed = []
+        monkeypatch.setattr(probe, "time_threads",
+                            lambda step, counts: timed.append(counts) or {1: 9.0, 2: 4.0})
+        got = probe.fastest_threads(2)
+        assert timed == [(1, 2)]
+        assert got["threads"] == 1 == torch.get_num_threads()
+        assert got["steps_per_s"] == {"1": 9.0, "2": 4.0}
+    finally:
+        torch.set_num_threads(before)
