@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from cosmobench.bench.env import cpu_model, load_average
-from cosmobench.train.probe import time_threads, usable_cores
+from cosmobench.train.probe import paper_step, time_threads, usable_cores
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,16 +46,7 @@ def parse(nets: str, batch_sizes: str) -> tuple[list[str], list[int]]:
 def point(net: str, batch: int, precision: str, counts: tuple[int, ...], rounds: int,
           steps: int) -> dict[int, float]:
     """Steps per second of the paper's ``net`` at ``batch`` for each thread count."""
-    from cosmobench.models import build_model
-    from cosmobench.train.step import make_optimizer, make_train_step
-
-    torch.manual_seed(0)
-    model = build_model(net, {})
-    step = make_train_step(model, make_optimizer(model), n_train=10_000, precision=precision)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 6, 64, 64, generator=g)
-    y = 0.1 * torch.randn(batch, 3, generator=g)
-    return time_threads(lambda: step(x, y), counts, rounds=rounds, steps=steps)
+    return time_threads(paper_step(net, batch, precision), counts, rounds=rounds, steps=steps)
 
 
 def main(argv: list[str] | None = None) -> None:

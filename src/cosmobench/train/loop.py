@@ -285,20 +285,19 @@ class _Trainer:
         if info.distributed:
             raise CosmobenchError("--threads -1 times one process; under torchrun give each "
                                   "process a count (--threads N)")
-        from cosmobench.train.probe import time_threads, usable_cores
+        from cosmobench.train.probe import choose_threads
 
         rng = get_rng()
         model = self.task.build_model().to(info.device)
         step = make_train_step(model, make_optimizer(model, cfg.lr), n_train=len(train),
                                precision=cfg.precision)
         x, y = train.batch(torch.arange(min(cfg.batch_size, len(train))), info.device)
-        rates = time_threads(lambda: step(x, y), (1, usable_cores()))
+        chosen = choose_threads(lambda: step(x, y))
         set_rng(rng)
-        best = max(rates, key=rates.get)
-        torch.set_num_threads(best)
+        best, rates = chosen["threads"], chosen["steps_per_s"]
         self.threads_probe = {"chosen": best, "batch": len(x), "precision": cfg.precision,
-                              "steps_per_s": {str(k): round(v, 3) for k, v in rates.items()}}
-        rate_text = ", ".join(f"{k} thread{'s' * (k > 1)} {v:.1f}" for k, v in rates.items())
+                              "steps_per_s": rates}
+        rate_text = ", ".join(f"{k} thread{'s' * (k != '1')} {v:.1f}" for k, v in rates.items())
         self.console.print(f"threads: {best} (eager steps/s at batch {len(x)}: {rate_text})",
                            highlight=False)
         self.cfg = cfg.replace(threads=best)

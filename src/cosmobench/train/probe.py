@@ -2,8 +2,9 @@
 
 * :func:`time_threads` -- how fast a training step runs at each of several torch thread
   counts, timed in interleaved rounds (so that a drift of a shared machine's speed hits
-  every count alike); ``cosmobench train --threads -1`` trains with the faster of one
-  thread and every core, ``benchmarks/threads.py`` tabulates it for the paper's networks;
+  every count alike); :func:`choose_threads` sets the faster of one thread and every
+  core (``cosmobench train --threads -1`` on the run's own step), and
+  ``benchmarks/threads.py`` tabulates it for the paper's networks (:func:`paper_step`);
 * :func:`fastest_threads` -- the same choice for the paper's CNN, eager (on a loaded
   machine one thread often wins, since the threads of an oversubscribed pool wait on each
   other);
@@ -27,7 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["bf16_check", "fastest_threads", "time_threads", "usable_cores"]
+__all__ = [
+    "bf16_check",
+    "choose_threads",
+    "fastest_threads",
+    "paper_step",
+    "time_threads",
+    "usable_cores",
+]
 
 
 def usable_cores() -> int:
@@ -74,28 +82,40 @@ def time_threads(
     return {c: 1.0 / statistics.median(t) for c, t in times.items()}
 
 
-def fastest_threads(batch_size: int, threads: int = 0) -> dict[str, Any]:
-    """Set torch's thread count: ``threads`` if given, else whichever of 1 and every usable
-    core steps the paper's CNN (eager fp32, ``batch_size`` images) faster
-    (:func:`time_threads`); returns what was chosen and how."""
+def paper_step(net: str, batch: int, precision: str = "fp32") -> Callable[[], object]:
+    """One training step (``make_train_step``, eager) of the paper's ``net`` (``cnn`` or
+    ``bnn``) at its initial weights (seed 0) on a fixed synthetic batch, as a callable."""
     from cosmobench.models import build_model
     from cosmobench.train.step import make_optimizer, make_train_step
 
+    torch.manual_seed(0)
+    model = build_model(net, {})
+    step = make_train_step(model, make_optimizer(model), n_train=10_000, precision=precision)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 6, 64, 64, generator=g)
+    y = 0.1 * torch.randn(batch, 3, generator=g)
+    return lambda: step(x, y)
+
+
+def choose_threads(step: Callable[[], object]) -> dict[str, Any]:
+    """Time ``step`` at one thread and at every usable core (:func:`time_threads`), set
+    torch's thread count to the faster; returns it and the rates (steps/s by count)."""
+    rates = time_threads(step, (1, usable_cores()))
+    best = max(rates, key=rates.get)
+    torch.set_num_threads(best)
+    return {"threads": best, "steps_per_s": {str(k): round(v, 3) for k, v in rates.items()}}
+
+
+def fastest_threads(batch_size: int, threads: int = 0) -> dict[str, Any]:
+    """Set torch's thread count: ``threads`` if given, else whichever of 1 and every usable
+    core steps the paper's CNN (eager fp32, ``batch_size`` images) faster
+    (:func:`choose_threads`); returns what was chosen and how."""
     if threads:
         torch.set_num_threads(threads)
         return {"threads": threads, "how": "--threads"}
-    torch.manual_seed(0)
-    net = build_model("cnn", {})
-    step = make_train_step(net, make_optimizer(net), n_train=1000)
-    x, y = torch.randn(batch_size, 6, 64, 64), 0.3 * torch.randn(batch_size, 3)
-    rates = time_threads(lambda: step(x, y), (1, usable_cores()))
-    best = max(rates, key=rates.get)
-    torch.set_num_threads(best)
-    return {
-        "threads": best,
-        "how": "measured (eager CNN steps/s)",
-        "steps_per_s": {str(k): round(v, 3) for k, v in rates.items()},
-    }
+    chosen = choose_threads(paper_step("cnn", batch_size))
+    return {"threads": chosen["threads"], "how": "measured (eager CNN steps/s)",
+            "steps_per_s": chosen["steps_per_s"]}
 
 
 def bf16_check(
