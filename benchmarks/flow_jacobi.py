@@ -1,10 +1,12 @@
 """Sampling the latent flow: Jacobi sweeps against the sequential passes, by batch size.
 
-:class:`~cosmobench.generate.maf.FastMAF` solves batches of up to 32 on a CPU by Jacobi sweeps
-(Song et al. 2021, arXiv:2002.03629), which stop when a sweep changes no bit; how many sweeps
-that takes depends on how strongly the flow chains its features. So this times both methods,
-interleaved call by call, on the paper's flow (32 features, 8 transforms, hidden (256, 256))
-in up to three states:
+:class:`~cosmobench.generate.maf.FastMAF` solves batches of up to 256 on a CPU by Jacobi
+sweeps (Song et al. 2021, arXiv:2002.03629), which stop when a sweep changes no bit; how many
+sweeps that takes depends on how strongly the flow chains its features. The sweeps of batches
+of up to 8 run through NumPy, whose operators cost less to call than torch's. So this times
+the sweeps in torch, the same sweeps in NumPy, and the sequential passes, interleaved call by
+call, on the paper's flow (32 features, 8 transforms, hidden (256, 256)) in up to three
+states:
 
 * ``initial`` -- zuko's initial weights (what ``cosmobench bench generate`` times);
 * ``chained`` -- fitted by maximum likelihood, ``--fit-steps`` Adam steps, to synthetic
@@ -12,8 +14,9 @@ in up to three states:
   (a harder case than a VAE's latent space, whose features are nearly independent);
 * ``run`` -- a trained flow from ``--flow RUN`` (a ``cosmobench train flow`` folder).
 
-Prints a table (median ms per call, the speed-up, the sweeps each transform took, and the
-largest difference between the two methods' samples) and writes it to
+Prints a table (median ms per call, the speed-ups, the sweeps each transform took, and the
+largest difference between the torch sweeps' and the passes' samples, and between the NumPy
+and the torch sweeps') and writes it to
 ``benchmarks/results/flow_jacobi.md``. Run on an idle machine::
 
     .venv/bin/python benchmarks/flow_jacobi.py [--flow RUN] [--threads 2] [--repeats 15]
@@ -59,26 +62,30 @@ def fit_chained(flow: LatentFlow, steps: int, seed: int = 0) -> float:
     return float(loss)
 
 
-def time_pair(flow: LatentFlow, batch: int, repeats: int) -> dict:
-    """Jacobi and sequential sampling of one batch, interleaved; medians in ms."""
-    jacobi = FastMAF(flow.flow, jacobi_max_batch=batch)  # sweeps at any batch size
-    sequential = FastMAF(flow.flow, jacobi_max_batch=0)
+def time_methods(flow: LatentFlow, batch: int, repeats: int) -> dict:
+    """Torch sweeps, NumPy sweeps and sequential passes on one batch, interleaved (the order
+    rotating every call); medians in ms."""
+    methods = {  # sweeps at any batch size, in torch and in NumPy; then no sweeps
+        "jacobi": FastMAF(flow.flow, jacobi_max_batch=batch, numpy_max_batch=0),
+        "numpy": FastMAF(flow.flow, jacobi_max_batch=batch, numpy_max_batch=batch),
+        "sequential": FastMAF(flow.flow, jacobi_max_batch=0),
+    }
     eps = torch.randn(batch, flow.config.features, generator=torch.Generator().manual_seed(1))
-    jacobi(eps), sequential(eps)  # warm-up
-    tj, ts = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a = jacobi(eps)
-        t1 = time.perf_counter()
-        b = sequential(eps)
-        tj.append(t1 - t0)
-        ts.append(time.perf_counter() - t1)
+    out = {name: fast(eps) for name, fast in methods.items()}  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    names = list(methods)
+    for r in range(repeats):
+        for name in names[r % 3:] + names[: r % 3]:
+            t0 = time.perf_counter()
+            out[name] = methods[name](eps)
+            times[name].append(time.perf_counter() - t0)
     return {
         "batch": batch,
-        "jacobi_ms": 1e3 * statistics.median(tj),
-        "sequential_ms": 1e3 * statistics.median(ts),
-        "sweeps": list(jacobi.last_sweeps),
-        "max_abs_diff": float((a - b).abs().max()),
+        **{f"{name}_ms": 1e3 * statistics.median(t) for name, t in times.items()},
+        "sweeps": list(methods["jacobi"].last_sweeps),
+        "numpy_sweeps": list(methods["numpy"].last_sweeps),
+        "max_abs_diff": float((out["jacobi"] - out["sequential"]).abs().max()),
+        "numpy_diff": float((out["numpy"] - out["jacobi"]).abs().max()),
     }
 
 
@@ -87,7 +94,7 @@ def main() -> None:
     ap.add_argument("--flow", help="a trained flow run folder (cosmobench train flow --out)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--batches", default="1,4,16,32")
+    ap.add_argument("--batches", default="1,4,8,16,32")
     ap.add_argument("--fit-steps", type=int, default=1000)
     ap.add_argument("--out", default=str(RESULTS / "flow_jacobi"))
     args = ap.parse_args()
@@ -112,10 +119,11 @@ def main() -> None:
     for name, flow in flows.items():
         flow.eval()
         for batch in batches:
-            row = {"flow": name, **time_pair(flow, batch, args.repeats)}
+            row = {"flow": name, **time_methods(flow, batch, args.repeats)}
             rows.append(row)
-            print(f"{name:8s} batch {batch:4d}  jacobi {row['jacobi_ms']:7.2f} ms  sequential "
-                  f"{row['sequential_ms']:7.2f} ms  sweeps {row['sweeps']}", flush=True)
+            print(f"{name:8s} batch {batch:4d}  jacobi {row['jacobi_ms']:7.2f} ms  numpy "
+                  f"{row['numpy_ms']:7.2f} ms  sequential {row['sequential_ms']:7.2f} ms  "
+                  f"sweeps {row['sweeps']}", flush=True)
 
     lines = [
         "# Sampling the latent flow: Jacobi sweeps against the sequential passes", "",
@@ -125,14 +133,17 @@ def main() -> None:
         f"{cpu_model()}, {args.threads} threads, torch {torch.__version__}; median of "
         f"{args.repeats} interleaved calls; load average {start} before, {load_average()} "
         "after. Sweeps: per transform, 0 = fell back to the sequential passes (after 16).", "",
-        "| flow | batch | Jacobi (ms) | sequential (ms) | speed-up | sweeps per transform "
-        "| max abs difference |",
-        "|---|---:|---:|---:|---:|---|---:|",
+        "| flow | batch | Jacobi, torch (ms) | Jacobi, NumPy (ms) | sequential (ms) "
+        "| torch sweeps ÷ passes speed | NumPy ÷ torch sweeps speed | sweeps per transform "
+        "(torch; NumPy) | max abs difference (torch sweeps − passes; NumPy − torch) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     lines += [
-        f"| {r['flow']} | {r['batch']} | {r['jacobi_ms']:.2f} | {r['sequential_ms']:.2f} | "
-        f"{r['sequential_ms'] / r['jacobi_ms']:.2f}× | {' '.join(map(str, r['sweeps']))} | "
-        f"{r['max_abs_diff']:.1e} |"
+        f"| {r['flow']} | {r['batch']} | {r['jacobi_ms']:.2f} | {r['numpy_ms']:.2f} | "
+        f"{r['sequential_ms']:.2f} | {r['sequential_ms'] / r['jacobi_ms']:.2f}× | "
+        f"{r['jacobi_ms'] / r['numpy_ms']:.2f}× | {' '.join(map(str, r['sweeps']))}; "
+        f"{' '.join(map(str, r['numpy_sweeps']))} | "
+        f"{r['max_abs_diff']:.1e}; {r['numpy_diff']:.1e} |"
         for r in rows
     ]
     lines += ["", *(f"- {n}" for n in notes)]

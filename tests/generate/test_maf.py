@@ -53,13 +53,15 @@ def test_inverse_of_the_forward_transform(paper_maf):
         {"hidden_features": (64, 64), "randperm": True},
     ],
 )
-@pytest.mark.parametrize("jacobi_max_batch", [0, 32])  # sequential passes, Jacobi sweeps
-def test_general_maf_structures(kwargs, jacobi_max_batch):
+# sequential passes, Jacobi sweeps in torch, Jacobi sweeps in NumPy
+@pytest.mark.parametrize("jacobi_max_batch, numpy_max_batch", [(0, 0), (32, 0), (32, 32)])
+def test_general_maf_structures(kwargs, jacobi_max_batch, numpy_max_batch):
     torch.manual_seed(1)
     flow = perturb(zuko.flows.MAF(7, transforms=3, **kwargs), scale=0.1)
     eps = torch.randn(20, 7)
     # D + 1 sweeps always settle (the first k features are final after sweep k)
-    fast = FastMAF(flow, jacobi_max_batch=jacobi_max_batch, max_sweeps=7 + 1)
+    fast = FastMAF(flow, jacobi_max_batch=jacobi_max_batch, numpy_max_batch=numpy_max_batch,
+                   max_sweeps=7 + 1)
     torch.testing.assert_close(fast(eps), _reference(flow, eps), rtol=1e-4, atol=1e-5)
     if jacobi_max_batch:
         assert len(fast.last_sweeps) == 3 and all(s > 0 for s in fast.last_sweeps)
@@ -83,9 +85,11 @@ def test_jacobi_sweeps_settle_on_zukos_inverse(paper_maf, n):
         torch.testing.assert_close(paper_maf().transform(out), eps, rtol=1e-4, atol=1e-4)
 
 
-def test_unsettled_transforms_fall_back_to_the_sequential_passes(paper_maf):
+@pytest.mark.parametrize("numpy_max_batch", [0, 8])  # sweeps in torch, in NumPy
+def test_unsettled_transforms_fall_back_to_the_sequential_passes(paper_maf, numpy_max_batch):
     eps = torch.randn(3, 32)
-    fast = FastMAF(paper_maf, max_sweeps=2)  # too few sweeps to settle any transform
+    # too few sweeps to settle any transform
+    fast = FastMAF(paper_maf, max_sweeps=2, numpy_max_batch=numpy_max_batch)
     out = fast(eps)
     assert fast.last_sweeps == [0] * 8
     torch.testing.assert_close(out, _reference(paper_maf, eps), rtol=1e-4, atol=1e-5)
@@ -93,14 +97,44 @@ def test_unsettled_transforms_fall_back_to_the_sequential_passes(paper_maf):
         FastMAF(paper_maf, max_sweeps=0)
 
 
-def test_nan_noise_never_settles_and_propagates_like_the_passes(paper_maf):
+@pytest.mark.parametrize("numpy_max_batch", [0, 8])  # sweeps in torch, in NumPy
+def test_nan_noise_never_settles_and_propagates_like_the_passes(paper_maf, numpy_max_batch):
     eps = torch.randn(2, 32)
     eps[1, 0] = float("nan")
-    fast = FastMAF(paper_maf)
+    fast = FastMAF(paper_maf, numpy_max_batch=numpy_max_batch)
     out = fast(eps)
     assert fast.last_sweeps == [0] * 8  # every transform fell back
     assert torch.isnan(out[1]).any()
     torch.testing.assert_close(out[0], _reference(paper_maf, eps[:1])[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 8, 9])
+def test_small_batches_sweep_in_numpy_to_the_torch_sweeps_result(paper_maf, n, monkeypatch):
+    """Batches up to numpy_max_batch (8 on a CPU) sweep in NumPy, never through the torch
+    sweeps, and settle on the torch sweeps' result to rounding; larger ones take torch."""
+    from cosmobench.generate import maf
+
+    eps = torch.randn(n, 32)
+    in_torch = FastMAF(paper_maf, numpy_max_batch=0)
+    expected = in_torch(eps)
+    fast = FastMAF(paper_maf)
+    assert fast.numpy_max_batch == 8  # the CPU default
+    torch_sweeps = maf._jacobi
+
+    def refuse(*args):
+        raise AssertionError("the torch sweeps ran")
+
+    monkeypatch.setattr(maf, "_jacobi", refuse)
+    if n > fast.numpy_max_batch:
+        with pytest.raises(AssertionError, match="torch sweeps"):
+            fast(eps)
+        monkeypatch.setattr(maf, "_jacobi", torch_sweeps)
+    out = fast(eps)
+    assert len(fast.last_sweeps) == 8 and all(1 < s < 16 for s in fast.last_sweeps)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, _reference(paper_maf, eps), rtol=1e-4, atol=1e-5)
+    assert not torch.equal(out, fast(torch.randn(n, 32)))  # a fresh result every call
+    torch.testing.assert_close(fast(eps), out, rtol=0, atol=0)  # deterministic
 
 
 def test_base_location_and_scale_are_applied():
@@ -148,7 +182,9 @@ def test_unsupported_flows_are_refused():
 def test_on_device(paper_maf, device):
     eps = torch.randn(16, 32)
     fast = FastMAF(paper_maf, device)
-    assert fast.jacobi_max_batch == (256 if torch.device(device).type == "cpu" else 0)
+    on_cpu = torch.device(device).type == "cpu"
+    assert fast.jacobi_max_batch == (256 if on_cpu else 0)
+    assert fast.numpy_max_batch == (8 if on_cpu else 0)
     out = fast(eps.to(device))
     assert out.device.type == torch.device(device).type
     torch.testing.assert_close(out.cpu(), _reference(paper_maf, eps), rtol=1e-3, atol=1e-4)
