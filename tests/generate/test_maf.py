@@ -137,6 +137,30 @@ def test_small_batches_sweep_in_numpy_to_the_torch_sweeps_result(paper_maf, n, m
     torch.testing.assert_close(fast(eps), out, rtol=0, atol=0)  # deterministic
 
 
+def test_large_batches_are_swept_in_blocks_while_the_sweeps_pay(paper_maf, monkeypatch):
+    """A batch above jacobi_max_batch is swept block by block; once a block's sweeps do not
+    pay (a transform fell back, or more than 10 sweeps on average), the rest takes the
+    passes in one call. Either way the result is the passes' to rounding."""
+    eps = torch.randn(600, 32)
+    expected = FastMAF(paper_maf, jacobi_max_batch=0)(eps)
+    for max_sweeps, calls in ((None, [(256, True), (256, True), (88, True)]),
+                              (2, [(256, True), (344, False)])):  # 2: every transform falls back
+        fast = FastMAF(paper_maf, jacobi_max_batch=256, max_sweeps=max_sweeps)
+        seen = []
+        run = fast.run
+
+        def spy(buf, jacobi=False, run=run, seen=seen):
+            seen.append((buf.batch, jacobi))
+            return run(buf, jacobi)
+
+        monkeypatch.setattr(fast, "run", spy)
+        out = fast(eps)
+        assert seen == calls
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out, _reference(paper_maf, eps), rtol=1e-4, atol=1e-5)
+    assert fast.last_sweeps == [0] * 8  # the last swept block's: it fell back
+
+
 def test_base_location_and_scale_are_applied():
     torch.manual_seed(2)
     flow = perturb(zuko.flows.MAF(5, transforms=2, hidden_features=(32, 32)))

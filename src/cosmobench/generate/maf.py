@@ -45,10 +45,12 @@ is the operators' fixed cost: torch's dispatch costs about 4 µs an operator (a 
 matrix-vector ``addmm``: 7.7 µs; NumPy's ``matmul``: 3.6 µs; an element-wise operator 0.4–0.9
 µs in NumPy; 2 Zen 4 cores). Each layer's bias rides in its weight as one more input row (the
 previous layer's activations carry a trailing 1), which removes three operators a sweep. The
-latent of one galaxy took 0.89 against 1.45 ms and of 8 galaxies 2.53 against 3.11 ms; NumPy
-was about as fast at 16 and lost from 32 (``benchmarks/flow_jacobi.py``). The arithmetic is
-the same float32 sums in another order, so the result equals the torch sweeps' to rounding
-(tested); a transform that does not settle falls back to the torch passes as before.
+latent of one galaxy took 0.89 against 1.45 ms and of 8 galaxies 2.53 against 3.11 ms; at 16
+NumPy was no faster (0.96–1.18×) and ran a second thread of its own (OpenBLAS: CPU time twice
+the wall time, competing with torch's threads), and it lost from 32
+(``benchmarks/flow_jacobi.py``). The arithmetic is the same float32 sums in another order, so
+the result equals the torch sweeps' to rounding (tested); a transform that does not settle
+falls back to the torch passes as before.
 
 The univariate transform is zuko's ``MonotonicAffineTransform``: with raw network outputs
 ``(b, a)``, ``log s = a / (1 + |a / log(slope)|)`` (a soft clip to ``|log s| < -log slope``)
@@ -72,6 +74,13 @@ __all__ = ["FastMAF"]
 _SLOPE = 1e-3
 # Largest batch solved by Jacobi sweeps on a CPU (see FastMAF).
 _JACOBI_MAX_BATCH = 256
+# Larger batches are swept in blocks of jacobi_max_batch while a block's transforms average
+# at most this many sweeps, with none falling back; the rest then takes the passes. On 2 Zen 4
+# cores 1,000 galaxies took 0.56x the passes' time with the paper's flow (7-9 sweeps a
+# transform), and 1.05x with a strongly chained one, whose first block has a transform
+# falling back (benchmarks/results/flow_jacobi_zen4_run3.md); sweeping all 1,000 at once took
+# 1.26x there, and blocks of 256 all swept 1.32x (ad hoc).
+_SWEEPS_PAY = 10
 # Largest batch whose Jacobi sweeps run through NumPy on a CPU (see the module docstring).
 _NUMPY_MAX_BATCH = 8
 
@@ -114,7 +123,9 @@ class FastMAF:
             flow, 1.0–1.3x with a strongly chained one, and 0.78–0.93x at 1,024, where more
             transforms fall back: ``benchmarks/flow_jacobi.py``) and 0 elsewhere (a
             sweep's convergence test would synchronise a GPU; :meth:`run`, captured in CUDA
-            graphs, is always sequential).
+            graphs, is always sequential). A larger batch is swept in blocks of this size
+            for as long as a block's transforms settle in at most 10 sweeps on average,
+            none falling back; its remaining rows then take the sequential passes at once.
         numpy_max_batch: largest batch whose Jacobi sweeps run through NumPy (the module
             docstring); default 8 on a CPU and 0 elsewhere.
         max_sweeps: sweeps tried per transform before falling back to the sequential passes
@@ -170,7 +181,8 @@ class FastMAF:
         self.max_sweeps = max(1, self.features // 2) if max_sweeps is None else int(max_sweeps)
         if self.max_sweeps < 1:
             raise CosmobenchError(f"max_sweeps must be >= 1; got {max_sweeps}")
-        # sweeps each transform took in the last Jacobi call (0: fell back to the passes)
+        # sweeps each transform took in the last block solved by Jacobi sweeps (0: fell
+        # back to the passes)
         self.last_sweeps: list[int] = []
         self._workspaces: dict[int, _Buffers] = {}
 
@@ -193,9 +205,26 @@ class FastMAF:
             )
         with torch.inference_mode():
             eps = eps.to(self.device, torch.float32)
-            buf = self.workspace(eps.shape[0])
-            torch.addcmul(self.loc, self.scale, eps, out=buf.nat)
-            return self.run(buf, jacobi=eps.shape[0] <= self.jacobi_max_batch).clone()
+            n, block = eps.shape[0], self.jacobi_max_batch
+            if n <= block:
+                return self._solve(eps, jacobi=True)
+            if not block:
+                return self._solve(eps, jacobi=False)
+            # blocks swept while the sweeps pay; the rest in one call of the passes
+            out = torch.empty_like(eps)
+            for start in range(0, n, block):
+                out[start : start + block] = self._solve(eps[start : start + block], True)
+                sweeps = self.last_sweeps
+                if 0 in sweeps or sum(sweeps) > _SWEEPS_PAY * len(sweeps):
+                    if start + block < n:
+                        out[start + block :] = self._solve(eps[start + block :], False)
+                    break
+            return out
+
+    def _solve(self, eps: Tensor, jacobi: bool) -> Tensor:
+        buf = self.workspace(eps.shape[0])
+        torch.addcmul(self.loc, self.scale, eps, out=buf.nat)
+        return self.run(buf, jacobi=jacobi).clone()
 
     def workspace(self, batch: int) -> _Buffers:
         """The preallocated working buffers for ``batch`` samples (input is ``.nat``)."""
