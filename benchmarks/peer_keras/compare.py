@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,15 @@ from cosmobench.bench.env import cpu_model, load_average
 from cosmobench.bench.modes import mode_step
 
 HERE = Path(__file__).parent
+#: Environment variables that set threads or instruction sets, recorded with a run.
+THREAD_VARS = ("OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY",
+               "GOMP_SPINCOUNT", "KMP_AFFINITY", "KMP_BLOCKTIME", "ATEN_CPU_CAPABILITY",
+               "ONEDNN_MAX_CPU_ISA")
+
+
+def thread_env() -> dict[str, str]:
+    """The variables of :data:`THREAD_VARS` set in this process (the peer inherits them)."""
+    return {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
 RESULTS = HERE.parent / "results"
 
 
@@ -373,6 +383,7 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "cpu": cpu_model(),
         "threads": args.threads,
+        "thread_env": thread_env(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "tensorflow": peer.info.get("tf"),
@@ -460,6 +471,9 @@ def markdown(meta: dict, rows: list[dict], derived: dict) -> str:
         f"{meta['seconds']:.0f} s in all.",
         "",
     ]
+    if meta.get("thread_env"):
+        lines += ["Thread and instruction-set variables (both sides): "
+                  + ", ".join(f"`{k}={v}`" for k, v in meta["thread_env"].items()) + ".", ""]
     for m, why in meta["modes_skipped"].items():
         lines += [f"- mode {m} not timed: {why}", ""]
     head = ["workload", "Keras peer", "cosmobench eager", "eager ÷ peer speed", "CPU-time ratio"]

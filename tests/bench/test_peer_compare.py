@@ -180,3 +180,23 @@ def test_peer_threads_options_get_one_line_errors(monkeypatch, load_script):
                               ("0,2", "cnn:2"), ("1,2", "vae:2"), ("1,2", "cnn:0")):
         with pytest.raises(SystemExit, match="^error: --"):
             mod.parse(inter_ops, points)
+
+
+def test_thread_and_isa_variables_are_recorded_with_the_run(monkeypatch, load_script):
+    """A run capped with ``ATEN_CPU_CAPABILITY`` (or with any OpenMP setting) says so."""
+    mod = load_script(SCRIPT, "peer_compare")
+    for k in mod.THREAD_VARS:
+        monkeypatch.delenv(k, raising=False)
+    meta = {"command": "x", "cpu": "cpu", "capability": "AVX2", "torch": "t",
+            "tensorflow": "tf", "modes": ["eager"], "modes_skipped": {}, "load_average": [],
+            "seconds": 1.0, "roofline": None, "threads": 2, "repeats": 3, "gen_repeats": 3,
+            "warmup": 1}
+    assert mod.thread_env() == {}
+    assert "variables" not in mod.markdown({**meta, "thread_env": {}}, [], {})
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("UNRELATED", "1")
+    recorded = mod.thread_env()
+    assert recorded == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    text = mod.markdown({**meta, "thread_env": recorded}, [], {})
+    assert "`ATEN_CPU_CAPABILITY=avx2`, `ONEDNN_MAX_CPU_ISA=AVX2`" in text
