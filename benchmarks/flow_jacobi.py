@@ -69,8 +69,9 @@ def fit_chained(flow: LatentFlow, steps: int, seed: int = 0) -> float:
 
 
 def time_methods(flow: LatentFlow, batch: int, repeats: int) -> dict:
-    """Torch sweeps, NumPy sweeps and sequential passes on one batch, interleaved (the order
-    rotating every call); medians in ms."""
+    """Torch sweeps, NumPy sweeps (up to ``NUMPY_MAX_TIMED``), sequential passes and the
+    default ``FastMAF`` on one batch, interleaved (the order rotating every round); medians
+    in ms."""
     methods = {  # sweeps at any batch size, in torch (and NumPy, below); then no sweeps
         "jacobi": FastMAF(flow.flow, jacobi_max_batch=batch, numpy_max_batch=0),
         "sequential": FastMAF(flow.flow, jacobi_max_batch=0),

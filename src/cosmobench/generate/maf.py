@@ -78,8 +78,8 @@ _JACOBI_MAX_BATCH = 256
 # at most this many sweeps, with none falling back; the rest then takes the passes. On 2 Zen 4
 # cores 1,000 galaxies took 0.56x the passes' time with the paper's flow (7-9 sweeps a
 # transform), and 1.05x with a strongly chained one, whose first block has a transform
-# falling back (benchmarks/results/flow_jacobi_zen4_run3.md); sweeping all 1,000 at once took
-# 1.26x there, and blocks of 256 all swept 1.32x (ad hoc).
+# falling back (benchmarks/results/flow_jacobi_zen4_run3.md). For the chained flow, sweeping
+# all 1,000 at once took 1.26x the passes' time, and sweeping every block of 256 1.32x (ad hoc).
 _SWEEPS_PAY = 10
 # Largest batch whose Jacobi sweeps run through NumPy on a CPU (see the module docstring).
 _NUMPY_MAX_BATCH = 8
