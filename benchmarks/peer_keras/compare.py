@@ -57,6 +57,7 @@ from cosmobench.bench.env import cpu_model, load_average
 from cosmobench.bench.modes import mode_step
 
 HERE = Path(__file__).parent
+RESULTS = HERE.parent / "results"
 #: Environment variables that set threads or instruction sets, recorded with a run.
 THREAD_VARS = ("OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY",
                "GOMP_SPINCOUNT", "KMP_AFFINITY", "KMP_BLOCKTIME", "ATEN_CPU_CAPABILITY",
@@ -66,7 +67,6 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLIC
 def thread_env() -> dict[str, str]:
     """The variables of :data:`THREAD_VARS` set in this process (the peer inherits them)."""
     return {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
-RESULTS = HERE.parent / "results"
 
 
 class PeerServer:

@@ -174,10 +174,11 @@ class FastMAF:
         elif numpy_max_batch is None:
             numpy_max_batch = _NUMPY_MAX_BATCH
         self.numpy_max_batch = int(numpy_max_batch)
-        # each transform's weights for the NumPy sweeps, the biases as a last input row
-        self._numpy_weights = (
-            [_augmented(layer) for layer in self.layers] if self.numpy_max_batch > 0 else []
-        )
+        # each transform's weights for the NumPy sweeps, the biases as a last input row, and
+        # its permutation as a NumPy index
+        numpy_layers = self.layers if self.numpy_max_batch > 0 else []
+        self._numpy_weights = [_augmented(layer) for layer in numpy_layers]
+        self._numpy_perms = [layer.perm.cpu().numpy() for layer in numpy_layers]
         self.max_sweeps = max(1, self.features // 2) if max_sweeps is None else int(max_sweeps)
         if self.max_sweeps < 1:
             raise CosmobenchError(f"max_sweeps must be >= 1; got {max_sweeps}")
@@ -263,7 +264,8 @@ class FastMAF:
         nat, y, x = work.nat, work.y, work.x
         sweeps_taken = []
         for layer, views, weights, hidden, perm in zip(
-            self.layers, buf.views, self._numpy_weights, work.hidden, work.perms, strict=True
+            self.layers, buf.views, self._numpy_weights, work.hidden, self._numpy_perms,
+            strict=True,
         ):
             np.take(nat, perm, axis=1, out=y)  # (B, D) sampling order
             sweeps = _jacobi_numpy(weights, hidden, work, self.max_sweeps)
@@ -351,7 +353,6 @@ class _NumpyWork:
     def __init__(self, maf: FastMAF, buf: _Buffers) -> None:
         b, d = buf.batch, maf.features
         self.nat, self.y, self.x = buf.nat.numpy(), buf.y.numpy(), buf.x.numpy()
-        self.perms = [layer.perm.cpu().numpy() for layer in maf.layers]
 
         def with_ones(width: int) -> tuple[np.ndarray, np.ndarray]:
             full = np.ones((b, width + 1), np.float32)
