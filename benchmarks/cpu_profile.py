@@ -57,6 +57,9 @@ def family(name: str) -> str:
 
 
 def profile_step(bayesian: bool, batch: int, precision: str, steps: int, compiled: bool):
+    """Wall ms of one step, then, profiled: self CPU ms per operator family and of the top
+    operators, and the aten operator calls per step (nested calls counted: ``aten::conv2d``
+    and the ``aten::mkldnn_convolution`` it calls are two)."""
     torch.manual_seed(0)
     model = ShapeNet(ShapeConfig(bayesian=bayesian)).train()
     opt = make_optimizer(model)
@@ -75,11 +78,14 @@ def profile_step(bayesian: bool, batch: int, precision: str, steps: int, compile
             step(x, y)
     fam: dict[str, float] = defaultdict(float)
     ops: dict[str, float] = defaultdict(float)
+    calls = 0
     for evt in prof.key_averages():
         if evt.key.startswith("aten::"):
             fam[family(evt.key)] += evt.self_cpu_time_total / 1e3 / steps  # ms per step
             ops[evt.key] += evt.self_cpu_time_total / 1e3 / steps
-    return wall * 1e3, dict(fam), dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12])
+            calls += evt.count
+    top = dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12])
+    return wall * 1e3, dict(fam), top, calls / steps
 
 
 def per_image_floor(rows: list[dict]) -> list[str]:
@@ -120,11 +126,12 @@ def main() -> None:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             for precision in ("fp32", "bf16"):
                 for compiled in (False, True) if args.compile else (False,):
-                    wall, fam, ops = profile_step(bayesian, batch, precision, args.steps,
-                                                  compiled)
+                    wall, fam, ops, calls = profile_step(bayesian, batch, precision,
+                                                         args.steps, compiled)
                     rows.append({"net": "bnn" if bayesian else "cnn", "batch": batch,
                                  "precision": precision, "compiled": compiled,
-                                 "ms_per_step": wall, "families_ms": fam, "top_ops_ms": ops})
+                                 "ms_per_step": wall, "families_ms": fam, "top_ops_ms": ops,
+                                 "aten_calls_per_step": calls})
                     print(f"{rows[-1]['net']} b={batch} {precision} compiled={compiled}: "
                           f"{wall:.1f} ms/step", flush=True)
     record = {"machine": {"cpu_model": cpu_model(), "threads": args.threads,
@@ -141,12 +148,14 @@ def main() -> None:
              f"{record['machine']['load_average']} (shared machine: read the shares, not the "
              "absolute times).", "",
              "Self CPU time per step (ms) by operator family (torch.profiler):", "",
-             "| net | batch | precision | compiled | ms/step (wall) | " + " | ".join(fams) + " |",
-             "|" + "---|" * (5 + len(fams))]
+             "| net | batch | precision | compiled | ms/step (wall) | aten calls/step | "
+             + " | ".join(fams) + " |",
+             "|" + "---|" * (6 + len(fams))]
     for r in rows:
         cells = [f"{r['families_ms'].get(f, 0.0):.1f}" for f in fams]
         lines.append(f"| {r['net']} | {r['batch']} | {r['precision']} | {r['compiled']} | "
-                     f"{r['ms_per_step']:.1f} | " + " | ".join(cells) + " |")
+                     f"{r['ms_per_step']:.1f} | {r['aten_calls_per_step']:,.0f} | "
+                     + " | ".join(cells) + " |")
     lines += per_image_floor(rows)
     lines += ["", "Top operators (ms per step):", ""]
     for r in rows:
