@@ -1,19 +1,19 @@
 """Where oneDNN spends a training step, layer by layer and pass by pass, at two batch sizes.
 
 Runs the trainer's own step (``make_train_step``) of the paper's CNN or BNN under oneDNN's
-verbose log (``ONEDNN_VERBOSE=1``, in a child process: oneDNN prints from C) and reads back
-every primitive it executed: each convolution's forward, backward-data and backward-weights
-pass with its implementation and rate (the layer's FLOPs over the logged time), and the
-reorders, split into *weight* reorders (a kernel re-laid out into oneDNN's blocked format, or
-its gradient back: a fixed cost per step, whatever the batch) and *activation* reorders.
-Per image, the small batch against the large one shows which passes do not shrink with the
-batch: that, and not the arithmetic, is what makes a batch-2 step dearer per image than a
-batch-14 one. The log's times include its own overhead: read them as shares.
+verbose log (``torch.backends.mkldnn.verbose``, in a child process: oneDNN prints from C) and
+reads back every primitive it executed: each convolution's forward, backward-data and
+backward-weights pass with its implementation and rate (the layer's FLOPs over the logged
+time), and the reorders, split into *weight* reorders (a kernel re-laid out into oneDNN's
+blocked format, or its gradient back: a fixed cost per step, whatever the batch) and
+*activation* reorders. Per image, the small batch against the large one shows which passes
+do not shrink with the batch, and how much of a small batch's extra cost per image is
+oneDNN's at all. The log's times include its own overhead: read them as shares.
 
 Writes ``benchmarks/results/onednn_layers*.{md,json}``. Usage (idle machine, ~1 min)::
 
     .venv/bin/python benchmarks/onednn_layers.py [--net cnn] [--batch-sizes 2,14]
-        [--precision fp32] [--steps 10] [--out benchmarks/results/onednn_layers]
+        [--precision fp32] [--steps 10] [--rounds 9] [--out benchmarks/results/onednn_layers]
 """
 
 from __future__ import annotations
@@ -129,8 +129,11 @@ def step_logs(net: str, batches: list[int], precision: str, steps: int, rounds: 
         "            libc.fflush(None); print('--- batch', b, flush=True); steps[b]()\n"
         "libc.fflush(None)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise SystemExit(f"error: the profiled step failed in its child process: {last}")
+    out = run.stdout
     logs: dict[int, list[list[str]]] = {b: [] for b in batches}
     walls: dict[int, float] = {}
     batch = None

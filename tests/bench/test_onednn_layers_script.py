@@ -100,3 +100,10 @@ def test_logs_the_real_step(tmp_path, load_script):
 def test_bad_options_are_one_line_errors(argv, load_script):
     with pytest.raises(SystemExit, match="^error: "):
         load_script(SCRIPT).main(argv)
+
+
+def test_a_failing_child_is_a_one_line_error(monkeypatch, load_script):
+    mod = load_script(SCRIPT)
+    monkeypatch.setattr(mod.sys, "executable", "/bin/false")  # the child exits 1, says nothing
+    with pytest.raises(SystemExit, match="^error: the profiled step failed"):
+        mod.main(["--batch-sizes", "2,3", "--steps", "1", "--rounds", "1"])
