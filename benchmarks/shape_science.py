@@ -1,6 +1,6 @@
 """Can the paper's shape networks be trusted? Accuracy and calibration on unseen galaxies.
 
-Issue 3, "What it must show", on this machine's CPU in under an hour:
+The whole science check, on this machine's CPU in under an hour:
 
 1. simulate >= 20,000 training galaxies (builtin population, the paper's Kolmogorov 0.65"
    PSF, 10-year LSST depth), 2,000 test galaxies never seen (another seed), and the same
