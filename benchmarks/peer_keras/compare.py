@@ -61,7 +61,7 @@ RESULTS = HERE.parent / "results"
 #: Environment variables that set threads or instruction sets, recorded with a run.
 THREAD_VARS = ("OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY",
                "GOMP_SPINCOUNT", "KMP_AFFINITY", "KMP_BLOCKTIME", "ATEN_CPU_CAPABILITY",
-               "ONEDNN_MAX_CPU_ISA")
+               "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE")
 
 
 def thread_env() -> dict[str, str]:

@@ -195,8 +195,10 @@ def test_thread_and_isa_variables_are_recorded_with_the_run(monkeypatch, load_sc
     assert "variables" not in mod.markdown({**meta, "thread_env": {}}, [], {})
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")  # the BLAS libraries' own caps
     monkeypatch.setenv("UNRELATED", "1")
     recorded = mod.thread_env()
-    assert recorded == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert recorded == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                        "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
     text = mod.markdown({**meta, "thread_env": recorded}, [], {})
     assert "`ATEN_CPU_CAPABILITY=avx2`, `ONEDNN_MAX_CPU_ISA=AVX2`" in text
