@@ -108,16 +108,10 @@ def step_logs(net: str, batches: list[int], precision: str, steps: int, rounds: 
     env = {**os.environ, "ONEDNN_VERBOSE": "0", "PYTHONUNBUFFERED": "1"}
     code = (
         "import ctypes, json, statistics, time, torch\n"
-        "from cosmobench.models import ShapeConfig, ShapeNet\n"
-        "from cosmobench.train.step import make_optimizer, make_train_step\n"
+        "from cosmobench.train.probe import paper_step\n"
         f"torch.set_num_threads({threads}); libc = ctypes.CDLL(None); steps = {{}}\n"
         f"for b in {batches!r}:\n"
-        "    torch.manual_seed(0); g = torch.Generator().manual_seed(0)\n"
-        f"    m = ShapeNet(ShapeConfig(bayesian={net == 'bnn'})).train()\n"
-        "    s = make_train_step(m, make_optimizer(m), n_train=10_000, "
-        f"precision={precision!r})\n"
-        "    x, y = torch.randn(b, 6, 64, 64, generator=g), 0.1 * torch.randn(b, 3, generator=g)\n"
-        "    steps[b] = (lambda s=s, x=x, y=y: s(x, y)); [steps[b]() for _ in range(3)]\n"
+        f"    steps[b] = paper_step({net!r}, b, {precision!r}); [steps[b]() for _ in range(3)]\n"
         "walls = {b: [] for b in steps}\n"
         f"for r in range({rounds}):\n"
         "    for b in (list(steps) if r % 2 == 0 else list(steps)[::-1]):\n"
