@@ -2,11 +2,15 @@
 
 Profiles the trainer's own step (``make_train_step``) of the paper's CNN / BNN at the given
 batch sizes and precisions, groups the self time of aten operators into families (convolution
-forward / backward, PReLU elementwise, padding copies, BatchNorm, Adam, ...), and writes a
+forward / backward, PReLU, copies, BatchNorm, Adam, the BNN's weight noise, ...), and writes a
 Markdown table and JSON to ``benchmarks/results/``, with the machine, threads, load and the
 command. Usage::
 
     .venv/bin/python benchmarks/cpu_profile.py --batch-sizes 2,14 --steps 5
+
+bf16 is profiled only where the CPU runs it natively (AVX-512 BF16 or AMX): elsewhere oneDNN
+emulates it in fp32, tens of times slower, and its rows would describe no step anyone runs
+(``--precisions fp32,bf16`` asks for them anyway).
 """
 
 from __future__ import annotations
@@ -23,29 +27,40 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cosmobench.bench.env import cpu_model, load_average
+from cosmobench.bench.hardware import cpu_info
 from cosmobench.bench.modes import mode_step
 from cosmobench.models import ShapeConfig, ShapeNet
 from cosmobench.train.step import make_optimizer, make_train_step
 
 RESULTS = Path(__file__).parent / "results"
 
-# aten operator -> family (self CPU time is summed per family)
+# aten operator -> family (self CPU time is summed per family). An operator goes to the part of
+# today's step that calls it most (``mul`` also serves the BNN's KL, ``add_`` autograd's
+# gradient accumulation): read the families as shares, not exact accounts.
 FAMILIES = {
     "conv forward": ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution",
                      "aten::conv2d", "aten::_slow_conv2d_forward"),
     "conv backward": ("aten::convolution_backward", "aten::mkldnn_convolution_backward",
                       "aten::_slow_conv2d_backward"),
-    "PReLU (where/mul/gt, fwd+bwd)": ("aten::where", "aten::gt", "aten::mul", "aten::le",
-                                      "aten::masked_fill", "aten::fill_", "aten::zeros_like"),
-    "padding copies (F.pad, fwd+bwd)": ("aten::constant_pad_nd", "aten::copy_", "aten::pad",
-                                        "aten::slice_backward", "aten::narrow"),
+    # cosmobench.models.layers._ElementPReLU: _prelu_kernel forward; threshold_backward,
+    # lerp, sub and a per-sample addcmul_ chain backward
+    "PReLU (fwd+bwd)": ("aten::_prelu_kernel", "aten::threshold_backward", "aten::lerp",
+                        "aten::sub", "aten::addcmul_", "aten::mul", "aten::where", "aten::gt",
+                        "aten::le", "aten::masked_fill", "aten::zeros_like"),
+    "copies (F.pad, layouts)": ("aten::constant_pad_nd", "aten::copy_", "aten::pad",
+                                "aten::fill_", "aten::clone", "aten::_to_copy",
+                                "aten::slice_backward", "aten::narrow"),
     "BatchNorm": ("aten::native_batch_norm", "aten::native_batch_norm_backward",
                   "aten::_batch_norm_impl_index", "aten::batch_norm"),
     "dense (mm/addmm)": ("aten::mm", "aten::addmm", "aten::linear"),
-    "Adam (foreach)": ("aten::_foreach_", "aten::lerp_", "aten::addcmul_", "aten::addcdiv_",
-                       "aten::sqrt", "aten::mul_", "aten::add_", "aten::div_"),
+    "Adam (fused)": ("aten::_fused_adam_", "aten::_foreach_", "aten::lerp_",
+                     "aten::addcdiv_", "aten::sqrt", "aten::mul_", "aten::add_", "aten::div_"),
+    # cosmobench.models.variational: one weight sample and the KL per layer and step
+    "weight noise and KL (BNN)": ("aten::normal_", "aten::randn", "aten::softplus",
+                                  "aten::sigmoid", "aten::log", "aten::reciprocal",
+                                  "aten::addcmul", "aten::dot"),
     "reductions (sum)": ("aten::sum",),
-    "allocation": ("aten::empty", "aten::empty_strided", "aten::resize_"),
+    "allocation": ("aten::empty", "aten::empty_strided", "aten::empty_like", "aten::resize_"),
 }
 
 
@@ -112,19 +127,42 @@ def per_image_floor(rows: list[dict]) -> list[str]:
     return out
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def precisions_to_run(asked: str | None) -> tuple[list[str], str | None]:
+    """The precisions to profile and, when bf16 is left out by default, why. ``asked``
+    (comma-separated) is taken as given; unset, it is fp32, and bf16 where native."""
+    if asked is not None:
+        names = [p.strip() for p in asked.split(",") if p.strip()]
+        bad = [p for p in names if p not in PRECISIONS]
+        if bad or not names:
+            raise SystemExit(f"error: --precisions {asked!r}: each must be one of "
+                             f"{', '.join(PRECISIONS)}")
+        return names, None
+    cpu = cpu_info()
+    if cpu.bf16_native:
+        return list(PRECISIONS), None
+    return ["fp32"], cpu.bf16_reason()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="2,14")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--compile", action="store_true", help="also profile torch.compile")
+    ap.add_argument("--precisions", default=None,
+                    help="comma-separated among fp32, bf16 (default: fp32, and bf16 where "
+                         "the CPU runs it natively)")
     ap.add_argument("--out", default=str(RESULTS / "bench_cpu_profile"))
     args = ap.parse_args()
+    precisions, bf16_left_out = precisions_to_run(args.precisions)
     torch.set_num_threads(args.threads)
     rows = []
     for bayesian in (False, True):
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            for precision in ("fp32", "bf16"):
+            for precision in precisions:
                 for compiled in (False, True) if args.compile else (False,):
                     wall, fam, ops, calls = profile_step(bayesian, batch, precision,
                                                          args.steps, compiled)
@@ -137,7 +175,7 @@ def main() -> None:
     record = {"machine": {"cpu_model": cpu_model(), "threads": args.threads,
                           "torch": torch.__version__, "load_average": load_average()},
               "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "rows": rows}
+              "bf16_left_out": bf16_left_out, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
@@ -147,6 +185,7 @@ def main() -> None:
              f"`{record['command']}`; torch {torch.__version__}; load average "
              f"{record['machine']['load_average']} (shared machine: read the shares, not the "
              "absolute times).", "",
+             *([f"bf16 not profiled: {bf16_left_out}.", ""] if bf16_left_out else []),
              "Self CPU time per step (ms) by operator family (torch.profiler):", "",
              "| net | batch | precision | compiled | ms/step (wall) | aten calls/step | "
              + " | ".join(fams) + " |",
