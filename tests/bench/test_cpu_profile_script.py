@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
+from cosmobench.bench.hardware import cpu_info
+
 
 def test_profile_step_reads_the_real_step(load_script):
     """The paper's CNN at batch 2: its convolutions, Adam and hundreds of aten calls."""
@@ -35,12 +41,6 @@ def test_family_groups_operators(load_script):
 def test_bf16_is_profiled_only_where_native(load_script, monkeypatch):
     """Emulated bf16 (tens of times slower) is left out by default, with the reason; asked
     for, it runs; a precision that is not one gives a one-line error."""
-    import dataclasses
-
-    import pytest
-
-    from cosmobench.bench.hardware import cpu_info
-
     mod = load_script("benchmarks/cpu_profile.py")
     here = cpu_info()
     for isa, native in (("avx2", False), ("avx512_bf16", True), ("amx", True)):
