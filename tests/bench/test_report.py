@@ -191,6 +191,15 @@ def test_a_theoretical_peak_below_the_measured_roofline_is_flagged(tmp_path):
                peaks=peaks)
     text = compare([low], tmp_path / "low", reference=None).read_text()
     assert "Theoretical peak below the measured roofline" in text and "cpuinfo current" in text
+    assert "measured 1 > theoretical 0.8 TFLOP/s (+25.0 %" in text
+    # close numbers are printed at the precision that tells them apart, not "0.157 > 0.157"
+    peaks["fp32"] = {**peaks["fp32"], "flops_per_s": 0.15712e12,  # both 0.157 at 3 digits
+                     "theoretical": {**theory, "flops_per_s": 0.15652e12}}
+    close = make(CPU_ENV, [train_record("train-cnn", "eager", 2, 0.012)], tmp_path / "c.json",
+                 peaks=peaks)
+    text = compare([close], tmp_path / "c", reference=None).read_text()
+    assert "measured 0.1571 > theoretical 0.1565 TFLOP/s (+0.4 %" in text
+    peaks["fp32"] = {**peaks["fp32"], "flops_per_s": 1e12}
     peaks["fp32"]["theoretical"] = {**theory, "flops_per_s": 1.2e12}
     ok = make(CPU_ENV, [train_record("train-cnn", "eager", 2, 0.012)], tmp_path / "ok.json",
               peaks=peaks)

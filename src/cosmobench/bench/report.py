@@ -40,6 +40,16 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _apart(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` at the fewest significant digits (3 to 6) that print them differently,
+    so that a comparison of close numbers never reads "0.157 > 0.157"."""
+    for digits in range(3, 7):
+        sa, sb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if sa != sb:
+            break
+    return sa, sb
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |"
@@ -70,10 +80,11 @@ def _machines(results: list[Results]) -> list[str]:
             tf = p.get("flops_per_s")
             theory = (p.get("theoretical") or {})
             if tf and theory.get("flops_per_s") and tf > theory["flops_per_s"]:
+                meas, peak = _apart(tf / 1e12, theory["flops_per_s"] / 1e12)
                 below.append(f"- `{Path(res.source).name if res.source else '?'}` {key}: "
-                             f"measured {_fmt(tf / 1e12)} > theoretical "
-                             f"{_fmt(theory['flops_per_s'] / 1e12)} TFLOP/s "
-                             f"({theory.get('source', '?')})")
+                             f"measured {meas} > theoretical {peak} TFLOP/s "
+                             f"(+{100 * (tf / theory['flops_per_s'] - 1):.1f} %; "
+                             f"{theory.get('source', '?')})")
             if p.get("roofline"):
                 how = ", ".join(f"{k} {_fmt(v / 1e12)}" for k, v in p.get("kernels", {}).items())
             else:
