@@ -22,6 +22,8 @@ def test_bench_cli_writes_results_and_reports_unsupported(tmp_path, capsys):
     assert data["env"]["command"][:2] == ["cosmobench", "bench"]
     printed = capsys.readouterr().out
     assert "unsupported" in printed and "CUDA graphs need a CUDA device" in printed
+    # a CPU point's MiB is the resident set's growth, and the table says so
+    assert "growth of the process's resident memory" in printed
 
 
 @pytest.mark.parametrize(

@@ -204,3 +204,21 @@ def test_a_theoretical_peak_below_the_measured_roofline_is_flagged(tmp_path):
     ok = make(CPU_ENV, [train_record("train-cnn", "eager", 2, 0.012)], tmp_path / "ok.json",
               peaks=peaks)
     assert "below the measured" not in compare([ok], tmp_path / "ok", reference=None).read_text()
+
+
+def test_cpu_memory_is_labelled_as_resident_growth(tmp_path):
+    """A CPU point's memory is the growth of the resident set (a lower bound of its need,
+    since memory kept from earlier points is reused): the report says so; a CUDA point's
+    is torch's peak allocation and keeps its plain label."""
+    cpu_rec = train_record("train-cnn", "eager", 2, 0.012)
+    cpu_rec.peak_memory_bytes, cpu_rec.memory_kind = 2**20, "rss_high_water_above_baseline"
+    gpu_rec = train_record("train-cnn", "cudagraph", 2, 0.001)
+    gpu_rec.peak_memory_bytes, gpu_rec.memory_kind = 2**30, "cuda_max_allocated_above_baseline"
+    cpu = make(CPU_ENV, [cpu_rec], tmp_path / "cpu.json")
+    gpu = make(GPU_ENV, [gpu_rec], tmp_path / "gpu.json")
+    text = compare([cpu, gpu], tmp_path / "r", reference=None).read_text()
+    cpu_part, gpu_part = text.split("### train-cnn — ")[1:3]
+    if "Fake GPU" in cpu_part:
+        cpu_part, gpu_part = gpu_part, cpu_part
+    assert "RSS growth MiB" in cpu_part and "lower bound" in cpu_part
+    assert "peak MiB" in gpu_part and "RSS growth" not in gpu_part

@@ -160,6 +160,12 @@ def _axis_table(workload: str, series: list[Series], reference: dict[str, Any] |
     return lines
 
 
+#: what a CPU point's memory figure is (``MemoryMeter`` on a CPU reads the resident set)
+RSS_NOTE = ("RSS growth: how much the process's resident memory grew during the point, a "
+            "lower bound of what the point needs: memory that earlier points freed and the "
+            "allocator kept is reused without growing it.")
+
+
 def _details(series: list[Series]) -> list[str]:
     lines = ["## Details of every series", ""]
     for s in series:
@@ -177,9 +183,13 @@ def _details(series: list[Series]) -> list[str]:
         if not rows:
             continue
         unit = "ms/call" if s.workload in ("generate", "simulate") else "ms/step"
+        rss = any((rec.memory_kind or "").startswith("rss") for rec in s.points.values())
         lines += [f"### {s.workload} — {s.label}", ""]
+        if rss:
+            lines += [RSS_NOTE, ""]
         lines += _table([s.points[next(iter(s.points))].size_name, f"median {unit}", "IQR %",
-                         f"min {unit}", "images/s", "TFLOP/s", "MFU %", "peak MiB", "J/image",
+                         f"min {unit}", "images/s", "TFLOP/s", "MFU %",
+                         "RSS growth MiB" if rss else "peak MiB", "J/image",
                          "blocks", "IQR>10%"], rows)
     return lines
 
