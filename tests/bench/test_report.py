@@ -222,3 +222,9 @@ def test_cpu_memory_is_labelled_as_resident_growth(tmp_path):
         cpu_part, gpu_part = gpu_part, cpu_part
     assert "RSS growth MiB" in cpu_part and "lower bound" in cpu_part
     assert "peak MiB" in gpu_part and "RSS growth" not in gpu_part
+    # a schema-1 file's CPU figure was the process's absolute high-water mark
+    old_rec = train_record("train-cnn", "eager", 2, 0.012)
+    old_rec.peak_memory_bytes, old_rec.memory_kind = 2**28, "rss_high_water"
+    old = make(CPU_ENV, [old_rec], tmp_path / "old.json")
+    text = compare([old], tmp_path / "o", reference=None).read_text()
+    assert "RSS peak MiB" in text and "RSS growth" not in text

@@ -183,13 +183,15 @@ def _details(series: list[Series]) -> list[str]:
         if not rows:
             continue
         unit = "ms/call" if s.workload in ("generate", "simulate") else "ms/step"
-        rss = any((rec.memory_kind or "").startswith("rss") for rec in s.points.values())
+        kinds = {rec.memory_kind for rec in s.points.values()}
+        growth = "rss_high_water_above_baseline" in kinds
+        memory = ("RSS growth MiB" if growth else
+                  "RSS peak MiB" if "rss_high_water" in kinds else "peak MiB")  # schema 1
         lines += [f"### {s.workload} — {s.label}", ""]
-        if rss:
+        if growth:
             lines += [RSS_NOTE, ""]
         lines += _table([s.points[next(iter(s.points))].size_name, f"median {unit}", "IQR %",
-                         f"min {unit}", "images/s", "TFLOP/s", "MFU %",
-                         "RSS growth MiB" if rss else "peak MiB", "J/image",
+                         f"min {unit}", "images/s", "TFLOP/s", "MFU %", memory, "J/image",
                          "blocks", "IQR>10%"], rows)
     return lines
 

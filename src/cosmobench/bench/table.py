@@ -42,7 +42,7 @@ def print_results(results: Results, console: Any) -> None:
     if any(r.summary(results.peaks).get("s_per_100_epochs_derived") for r in results.records):
         console.print("ms: median per call; s/100ep: seconds for 100 epochs of 8,000 images, "
                       "† derived from the median step time (100 × 8,000 / batch × t_step)")
-    if any((r.memory_kind or "").startswith("rss") for r in results.records):
+    if any(r.memory_kind == "rss_high_water_above_baseline" for r in results.records):
         console.print("MiB: growth of the process's resident memory during the point, a lower "
                       "bound of its need (memory kept from earlier points is reused)")
     for r in results.records:
