@@ -24,7 +24,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["MIN_ENERGY_WINDOW_S", "EnergyMeter", "MemoryMeter"]
+__all__ = ["MIN_ENERGY_WINDOW_S", "RSS_GROWTH", "RSS_GROWTH_NOTE", "EnergyMeter", "MemoryMeter"]
+
+#: ``memory_kind`` of a CPU point: the resident set's growth during the point
+RSS_GROWTH = "rss_high_water_above_baseline"
+#: what that figure is, for the report and the bench table
+RSS_GROWTH_NOTE = ("growth of the process's resident memory during the point, a lower bound "
+                   "of what the point needs: memory that earlier points freed and the "
+                   "allocator kept is reused without growing it")
 
 #: Shortest window energy is integrated over (seconds).
 MIN_ENERGY_WINDOW_S = 2.0
@@ -47,7 +54,7 @@ class MemoryMeter:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.kind = ("cuda_max_allocated_above_baseline" if device.type == "cuda"
-                     else "rss_high_water_above_baseline")
+                     else RSS_GROWTH)
         self.baseline: int | None = None
 
     def current(self) -> int | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from cosmobench.bench.env import machine_label
 from cosmobench.bench.figures import REFERENCE_SECTIONS, draw_all
+from cosmobench.bench.meters import RSS_GROWTH, RSS_GROWTH_NOTE
 from cosmobench.bench.results import Results, load_results
 from cosmobench.bench.series import Series, kept_apart, merge_series
 from cosmobench.errors import CosmobenchError
@@ -160,12 +161,6 @@ def _axis_table(workload: str, series: list[Series], reference: dict[str, Any] |
     return lines
 
 
-#: what a CPU point's memory figure is (``MemoryMeter`` on a CPU reads the resident set)
-RSS_NOTE = ("RSS growth: how much the process's resident memory grew during the point, a "
-            "lower bound of what the point needs: memory that earlier points freed and the "
-            "allocator kept is reused without growing it.")
-
-
 def _details(series: list[Series]) -> list[str]:
     lines = ["## Details of every series", ""]
     for s in series:
@@ -184,12 +179,12 @@ def _details(series: list[Series]) -> list[str]:
             continue
         unit = "ms/call" if s.workload in ("generate", "simulate") else "ms/step"
         kinds = {rec.memory_kind for rec in s.points.values()}
-        growth = "rss_high_water_above_baseline" in kinds
+        growth = RSS_GROWTH in kinds
         memory = ("RSS growth MiB" if growth else
                   "RSS peak MiB" if "rss_high_water" in kinds else "peak MiB")  # schema 1
         lines += [f"### {s.workload} — {s.label}", ""]
         if growth:
-            lines += [RSS_NOTE, ""]
+            lines += [f"RSS growth: the {RSS_GROWTH_NOTE}.", ""]
         lines += _table([s.points[next(iter(s.points))].size_name, f"median {unit}", "IQR %",
                          f"min {unit}", "images/s", "TFLOP/s", "MFU %", memory, "J/image",
                          "blocks", "IQR>10%"], rows)

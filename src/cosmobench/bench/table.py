@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cosmobench.bench.meters import RSS_GROWTH, RSS_GROWTH_NOTE
 from cosmobench.bench.results import Results
 
 __all__ = ["print_results"]
@@ -42,9 +43,8 @@ def print_results(results: Results, console: Any) -> None:
     if any(r.summary(results.peaks).get("s_per_100_epochs_derived") for r in results.records):
         console.print("ms: median per call; s/100ep: seconds for 100 epochs of 8,000 images, "
                       "† derived from the median step time (100 × 8,000 / batch × t_step)")
-    if any(r.memory_kind == "rss_high_water_above_baseline" for r in results.records):
-        console.print("MiB: growth of the process's resident memory during the point, a lower "
-                      "bound of its need (memory kept from earlier points is reused)")
+    if any(r.memory_kind == RSS_GROWTH for r in results.records):
+        console.print(f"MiB: {RSS_GROWTH_NOTE}")
     for r in results.records:
         if r.status != "ok":
             console.print(f"{r.workload} {r.mode} {r.size}: {r.status}: {r.reason}",
